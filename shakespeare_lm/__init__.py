@@ -1,0 +1,42 @@
+"""shakespeare_lm: build a character-level GPT on Tiny Shakespeare, step by step.
+
+The finished, tested components the notebook series builds by hand. Importing has no side
+effects (no downloads, no prints, no global settings).
+"""
+
+__version__ = "0.1.0"
+
+from .data import (
+    SHAKESPEARE_SHA256,
+    SHAKESPEARE_URL,
+    DownloadError,
+    data_dir,
+    download,
+    get_batch,
+    iter_eval_batches,
+    load_shakespeare,
+    load_text,
+    train_val_split,
+)
+from .tokenizer import CharTokenizer
+from .utils import atomic_write, is_quick, pick, pick_device, set_seed
+
+__all__ = [
+    "__version__",
+    "SHAKESPEARE_SHA256",
+    "SHAKESPEARE_URL",
+    "CharTokenizer",
+    "DownloadError",
+    "atomic_write",
+    "data_dir",
+    "download",
+    "get_batch",
+    "is_quick",
+    "iter_eval_batches",
+    "load_shakespeare",
+    "load_text",
+    "pick",
+    "pick_device",
+    "set_seed",
+    "train_val_split",
+]
