@@ -21,6 +21,12 @@ from .data import (
 from .tokenizer import CharTokenizer
 from .utils import atomic_write, is_quick, pick, pick_device, set_seed
 
+# --- models and sampling (model.py, sampling.py) ---
+
+# --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
+
+# --- widgets (widgets.py) ---
+
 __all__ = [
     "__version__",
     "SHAKESPEARE_SHA256",

@@ -115,7 +115,7 @@ def download(
             errors.append(f"HTTP {e.code} {e.reason}")
             if 400 <= e.code < 500 and e.code not in (408, 429):
                 break  # retrying a 404 will not help
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             errors.append(f"timed out after {timeout:g} s")
         except urllib.error.URLError as e:
             reason = e.reason
