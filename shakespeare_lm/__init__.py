@@ -22,6 +22,20 @@ from .tokenizer import CharTokenizer
 from .utils import atomic_write, is_quick, pick, pick_device, set_seed
 
 # --- models and sampling (model.py, sampling.py) ---
+from .model import (
+    GPT,
+    PRESETS,
+    BigramConfig,
+    BigramLanguageModel,
+    Block,
+    FeedForward,
+    GPTConfig,
+    Head,
+    KVCache,
+    MultiHeadAttention,
+    build_model,
+    get_preset,
+)
 
 # --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
 
@@ -29,6 +43,18 @@ from .utils import atomic_write, is_quick, pick, pick_device, set_seed
 
 __all__ = [
     "__version__",
+    "GPT",
+    "PRESETS",
+    "BigramConfig",
+    "BigramLanguageModel",
+    "Block",
+    "FeedForward",
+    "GPTConfig",
+    "Head",
+    "KVCache",
+    "MultiHeadAttention",
+    "build_model",
+    "get_preset",
     "SHAKESPEARE_SHA256",
     "SHAKESPEARE_URL",
     "CharTokenizer",
