@@ -36,6 +36,7 @@ from .model import (
     build_model,
     get_preset,
 )
+from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_filter
 
 # --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
 
@@ -55,6 +56,11 @@ __all__ = [
     "MultiHeadAttention",
     "build_model",
     "get_preset",
+    "generate",
+    "sample_text",
+    "stream_text",
+    "top_k_filter",
+    "top_p_filter",
     "SHAKESPEARE_SHA256",
     "SHAKESPEARE_URL",
     "CharTokenizer",
