@@ -41,6 +41,7 @@ from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_fi
 # --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
 
 # --- widgets (widgets.py) ---
+from .widgets import SamplingPlayground, playground_generate, playground_stream, sampling_playground
 
 __all__ = [
     "__version__",
@@ -77,4 +78,9 @@ __all__ = [
     "pick_device",
     "set_seed",
     "train_val_split",
+    # widgets
+    "SamplingPlayground",
+    "playground_generate",
+    "playground_stream",
+    "sampling_playground",
 ]
