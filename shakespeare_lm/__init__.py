@@ -39,6 +39,20 @@ from .model import (
 from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_filter
 
 # --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .train import (
+    TRAIN_PRESETS,
+    EvalResult,
+    History,
+    TrainConfig,
+    TrainingDivergedError,
+    TrainState,
+    estimate_loss,
+    evaluate,
+    get_lr,
+    get_train_preset,
+    train,
+)
 
 # --- widgets (widgets.py) ---
 from .widgets import SamplingPlayground, playground_generate, playground_stream, sampling_playground
@@ -78,6 +92,20 @@ __all__ = [
     "pick_device",
     "set_seed",
     "train_val_split",
+    "TRAIN_PRESETS",
+    "CheckpointError",
+    "EvalResult",
+    "History",
+    "TrainConfig",
+    "TrainState",
+    "TrainingDivergedError",
+    "estimate_loss",
+    "evaluate",
+    "get_lr",
+    "get_train_preset",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
     # widgets
     "SamplingPlayground",
     "playground_generate",
