@@ -1,0 +1,248 @@
+"""Tests for the training loop: schedule, optimizer groups, accumulation, divergence, interrupt, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from shakespeare_lm import CharTokenizer, train_val_split
+from shakespeare_lm.checkpoint import load_checkpoint, read_meta
+from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
+from shakespeare_lm.train import (
+    TRAIN_PRESETS,
+    History,
+    TrainConfig,
+    TrainingDivergedError,
+    configure_optimizer,
+    estimate_loss,
+    evaluate,
+    get_lr,
+    get_train_preset,
+    param_groups,
+    resolve_dtype,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and a shared, loaded CPU makes 2 threads spin (~50x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def corpus(tiny_text):
+    tok = CharTokenizer.from_text(tiny_text)
+    data = torch.tensor(tok.encode(tiny_text))
+    train_data, val_data = train_val_split(data)
+    return tok, train_data, val_data
+
+
+def tiny_gpt(tok, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return GPT(get_preset("tiny", vocab_size=tok.vocab_size, **overrides))
+
+
+def cfg(**overrides):
+    base = dict(batch_size=4, block_size=16, max_iters=6, eval_interval=3, eval_iters=2, learning_rate=3e-3,
+                warmup_iters=2, dtype="float32", compile="off", device="cpu", progress=False)
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_train_reduces_loss(corpus):
+    tok, tr, va = corpus
+    model = tiny_gpt(tok)
+    history = train(model, tr, va, get_train_preset("tiny", max_iters=40, device="cpu"))
+    assert history.steps[0] == 0 and history.steps[-1] == 40
+    assert history.val_loss[-1] < history.val_loss[0] - 0.5
+    assert len(history.iter_losses) == 40
+    assert history.stop_reason == "max_iters"
+    assert not model.training  # left ready for generation
+
+
+def test_train_works_for_bigram(corpus):
+    tok, tr, va = corpus
+    torch.manual_seed(0)
+    model = BigramLanguageModel(tok.vocab_size)
+    history = train(model, tr, va, cfg(max_iters=20, eval_interval=10, learning_rate=1e-1))
+    assert history.val_loss[-1] < history.val_loss[0]
+
+
+def test_lr_schedule_warmup_cosine_min_lr():
+    c = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110)
+    assert get_lr(0, c) == pytest.approx(1 / 11)
+    assert get_lr(9, c) == pytest.approx(10 / 11)
+    assert get_lr(10, c) == pytest.approx(1.0)  # peak after warmup
+    assert get_lr(60, c) == pytest.approx(0.55)  # half-way down the cosine
+    assert get_lr(110, c) == pytest.approx(0.1)
+    assert get_lr(500, c) == pytest.approx(0.1)
+    lrs = [get_lr(s, c) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert TrainConfig(learning_rate=3e-3).final_lr == pytest.approx(3e-4)
+
+
+def test_config_validation_is_actionable():
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        TrainConfig(dtype="fp8")
+    with pytest.raises(ValueError, match="min_lr must be between 0 and learning_rate"):
+        TrainConfig(learning_rate=1e-4, min_lr=1e-3)
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        TrainConfig(checkpoint="sometimes")
+    with pytest.raises(ValueError, match="float16' needs a CUDA GPU"):
+        resolve_dtype("float16", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown training preset"):
+        get_train_preset("huge")
+    assert set(TRAIN_PRESETS) >= {"tiny", "cpu-small", "baby-gpt"}
+    c = TrainConfig(betas=[0.9, 0.95])
+    assert c.betas == (0.9, 0.95) and TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_block_size_larger_than_model_is_refused(corpus):
+    tok, tr, va = corpus
+    with pytest.raises(ValueError, match="exceeds the model's block_size"):
+        train(tiny_gpt(tok), tr, va, cfg(block_size=32))
+
+
+def test_decay_and_no_decay_groups(corpus):
+    tok, *_ = corpus
+    model = tiny_gpt(tok)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    ids = [id(p) for p in decay["params"] + no_decay["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # tied weight once
+    assert any(p is model.token_embedding_table.weight for p in decay["params"])
+    opt = configure_optimizer(model, cfg(), torch.device("cpu"))
+    assert len(opt.param_groups) == 2
+
+
+def test_grad_accumulation_matches_bigger_batch(corpus):
+    tok, tr, va = corpus
+    a, b = tiny_gpt(tok), tiny_gpt(tok)
+    train(a, tr, va, cfg(batch_size=4, grad_accum_steps=2, max_iters=2, grad_clip=None))
+    train(b, tr, va, cfg(batch_size=8, grad_accum_steps=1, max_iters=2, grad_clip=None))
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_estimate_loss_uses_fixed_batches(corpus):
+    tok, tr, va = corpus
+    model = tiny_gpt(tok)
+    g = torch.Generator().manual_seed(5)
+    first = estimate_loss(model, {"train": tr, "val": va}, 4, 16, 3, g)
+    second = estimate_loss(model, {"train": tr, "val": va}, 4, 16, 3, g)
+    assert first == second and set(first) == {"train", "val"}
+    assert model.training  # mode restored
+
+
+def test_evaluate_units(corpus):
+    tok, _, va = corpus
+    result = evaluate(tiny_gpt(tok), va, block_size=16, batch_size=8)
+    assert result.bits_per_char == pytest.approx(result.loss / math.log(2))
+    assert result.perplexity == pytest.approx(math.exp(result.loss))
+    assert result.tokens == len(va) - 1
+    assert result.loss == pytest.approx(math.log(tok.vocab_size), abs=0.5)  # untrained ~ ln V
+
+
+def test_nan_loss_raises_naming_step_and_keeps_checkpoint(corpus, tmp_path):
+    tok, tr, va = corpus
+    model = tiny_gpt(tok)
+    out = tmp_path / "run"
+    train(model, tr, va, cfg(out_dir=str(out), checkpoint="last", max_iters=3), tokenizer=tok)
+    good = read_meta(out)
+    assert good["step"] == 3
+
+    def poison(state):
+        if state.step == 4:
+            with torch.no_grad():
+                state.model.lm_head.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingDivergedError, match="at step 5"):
+        train(model, tr, va, cfg(out_dir=str(out), checkpoint="last", max_iters=9),
+              callbacks=[_OnStep(poison)], resume_from=out, tokenizer=tok)
+    after = read_meta(out)
+    assert after["step"] == 3 and after["files"] == good["files"]  # untouched
+    loaded, _, _ = load_checkpoint(out)
+    assert all(torch.isfinite(p).all() for p in loaded.parameters())
+
+
+class _OnStep:
+    def __init__(self, fn):
+        self.on_step = fn
+
+
+def test_keyboard_interrupt_saves_and_returns_history(corpus, tmp_path):
+    tok, tr, va = corpus
+    out = tmp_path / "run"
+
+    def interrupt(state):
+        if state.step == 4:
+            raise KeyboardInterrupt
+
+    history = train(tiny_gpt(tok), tr, va, cfg(out_dir=str(out), max_iters=20),
+                    callbacks=[_OnStep(interrupt)], tokenizer=tok)
+    assert history.stop_reason == "interrupted" and len(history.iter_losses) == 4
+    assert read_meta(out / "interrupted")["step"] == 4  # "best" policy: the best weights stay in checkpoint/
+    assert read_meta(out / "checkpoint")["step"] == 3
+    assert History.from_jsonl(out / "history.jsonl").steps == history.steps
+    assert (out / "history.csv").read_text().splitlines()[0].startswith("step,train_loss,val_loss")
+
+
+def test_callbacks_plain_callable_and_stop(corpus):
+    tok, tr, va = corpus
+    seen = []
+
+    def on_eval(state):
+        seen.append(state.step)
+        if state.step >= 3:
+            state.stop = True
+
+    history = train(tiny_gpt(tok), tr, va, cfg(max_iters=30), callbacks=[on_eval])
+    assert seen == [0, 3] and history.stop_reason == "callback"
+
+
+def test_patience_stops_early(corpus):
+    tok, tr, va = corpus
+    # with lr ~ 0 the val loss cannot keep improving
+    config = cfg(max_iters=30, eval_interval=1, learning_rate=1e-12, warmup_iters=0, patience=2)
+    history = train(tiny_gpt(tok), tr, va, config)
+    assert history.stop_reason == "patience" and history.steps[-1] < 30
+
+
+def test_resume_equals_uninterrupted(corpus, tmp_path):
+    tok, tr, va = corpus
+    kw = dict(max_iters=8, eval_interval=4, lr_decay_iters=8, checkpoint="last")
+    # dropout > 0 so the global RNG matters too
+    full = tiny_gpt(tok, dropout=0.1)
+    h_full = train(full, tr, va, cfg(**kw))
+
+    first = tiny_gpt(tok, dropout=0.1)
+    out = tmp_path / "run"
+    train(first, tr, va, cfg(**{**kw, "max_iters": 4}, out_dir=str(out)), tokenizer=tok)
+    torch.manual_seed(123)  # disturb global RNG: resume must restore it
+    resumed = tiny_gpt(tok, seed=99, dropout=0.1)  # different init: weights come from the checkpoint
+    h_res = train(resumed, tr, va, cfg(**kw, out_dir=str(out)), resume_from=out, tokenizer=tok)
+
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert h_res.steps == h_full.steps
+    assert h_res.iter_losses == pytest.approx(h_full.iter_losses)
+
+
+def test_max_time_stops(corpus):
+    tok, tr, va = corpus
+    history = train(tiny_gpt(tok), tr, va, cfg(max_iters=100_000, eval_interval=1000, max_time=0.5))
+    assert history.stop_reason == "max_time" and history.steps[-1] < 100_000
+
+
+def test_train_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().batch_size = 3
