@@ -632,8 +632,10 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
             if info.is_main:
                 _call(callbacks, "on_step", state)
             bar.update(1)
-            if step % 10 == 0 or step == config.max_iters:
-                bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{state.tokens_per_sec:,.0f}")
+            if bar.disable is False and (step % 10 == 0 or step == config.max_iters):
+                train_s = time.perf_counter() - clock["t"] - clock["eval_s"]
+                tps = (step - clock["step"]) * tokens_per_step / train_s if train_s > 0 else 0.0
+                bar.set_postfix(loss=f"{loss_value:.4f}", tok_s=f"{tps:,.0f}")
             reason = "callback" if state.stop else None
             if reason is None and config.max_time is not None and time.perf_counter() - t0 > config.max_time:
                 reason = "max_time"

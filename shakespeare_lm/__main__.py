@@ -1,0 +1,297 @@
+"""Command line: `python -m shakespeare_lm train | generate | evaluate` (also `shakespeare-lm ...`).
+
+Follows nanoGPT's train.py / sample.py entry points, with named presets instead of config files.
+Under `torchrun --nproc_per_node=N -m shakespeare_lm train ...` training runs with DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+_EPILOG = """examples:
+  python -m shakespeare_lm train --preset cpu-small --out runs/cpu-small
+  python -m shakespeare_lm train --preset cpu-small --out runs/cpu-small --resume --max-iters 4000
+  python -m shakespeare_lm generate --checkpoint runs/cpu-small --prompt "ROMEO:" --stream
+  python -m shakespeare_lm evaluate --checkpoint runs/cpu-small
+  torchrun --nproc_per_node=4 -m shakespeare_lm train --preset baby-gpt --out runs/baby-gpt
+"""
+
+
+class CLIError(Exception):
+    """A user-facing problem: printed as one `error:` line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
+    return v
+
+
+def _probability(s: str) -> float:
+    v = _positive_float(s)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {s!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .model import PRESETS
+    from .train import TRAIN_PRESETS
+
+    presets = [name for name in TRAIN_PRESETS if name in PRESETS]
+    parser = _Parser(prog="shakespeare-lm", description="Train, sample and evaluate character-level GPTs.",
+                     epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate}", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train a model from a preset (or resume a run)",
+                       description="Train a GPT on Tiny Shakespeare (or --data) and write checkpoints, "
+                       "history.csv and history.jsonl to --out.")
+    t.add_argument("--preset", default="cpu-small", choices=presets,
+                   help="model + training recipe (default: %(default)s)")
+    t.add_argument("--out", required=True, metavar="DIR", help="run directory for checkpoints and history")
+    t.add_argument("--data", metavar="FILE", help="UTF-8 text file to train on (default: Tiny Shakespeare)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--max-iters", type=_positive_int, help="total optimizer steps")
+    t.add_argument("--max-time", type=_positive_float, metavar="SECONDS",
+                   help="stop gracefully (final eval + checkpoint) after this many seconds")
+    t.add_argument("--batch-size", type=_positive_int, help="sequences per micro-batch")
+    t.add_argument("--block-size", type=_positive_int, help="context length (model and training windows)")
+    t.add_argument("--learning-rate", type=_positive_float, help="peak learning rate")
+    t.add_argument("--min-lr", type=float, help="final learning rate of the cosine decay")
+    t.add_argument("--warmup-iters", type=int, help="linear warmup steps")
+    t.add_argument("--grad-accum-steps", type=_positive_int, help="micro-batches per optimizer step")
+    t.add_argument("--eval-interval", type=_positive_int, help="steps between loss estimates and checkpoints")
+    t.add_argument("--eval-iters", type=_positive_int, help="batches per split in each loss estimate")
+    t.add_argument("--dropout", type=float, help="dropout probability of the model")
+    t.add_argument("--seed", type=int, help="random seed (init, dropout, data order)")
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    t.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                   help="autocast precision (default: auto = the faster one for this device and size)")
+    t.add_argument("--compile", choices=["off", "auto", "on"], help="torch.compile (auto: on CUDA only)")
+    t.add_argument("--checkpoint", choices=["best", "last", "never"],
+                   help="save when val improves (best), at every eval (last), or never")
+    t.add_argument("--patience", type=_positive_int, help="stop after this many evals without improvement")
+    t.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's choice)")
+    t.add_argument("--final-eval", action="store_true",
+                   help="after training, report the loss over the whole val split")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="sample text from a checkpoint",
+                       description="Sample text from a trained checkpoint.")
+    g.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint or run directory")
+    g.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    g.add_argument("--max-new-tokens", type=_positive_int, default=500, help="characters to generate")
+    g.add_argument("--temperature", type=_positive_float, default=0.8, help="<1 sharper, >1 more random")
+    g.add_argument("--top-k", type=_positive_int, help="sample only from the k most likely characters")
+    g.add_argument("--top-p", type=_probability,
+                   help="sample from the smallest set of characters with this total probability")
+    g.add_argument("--seed", type=int, help="random seed, for repeatable samples")
+    g.add_argument("--device", default="cpu", help="device to run on (default: %(default)s)")
+    g.add_argument("--stream", action="store_true", help="print characters as they are generated")
+
+    e = sub.add_parser("evaluate", help="loss, bits/char and perplexity on the whole val split",
+                       description="Evaluate a checkpoint on the whole validation split of its corpus.")
+    e.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint or run directory")
+    e.add_argument("--data", metavar="FILE", help="text file to evaluate on (default: the training corpus)")
+    e.add_argument("--batch-size", type=_positive_int, default=64, help="windows per batch")
+    e.add_argument("--device", default="cpu", help="device to run on (default: %(default)s)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _load_corpus(data: str | None) -> tuple[str, str]:
+    """(text, source) where source is what meta.json records: a path or 'tinyshakespeare'."""
+    from .data import load_shakespeare, load_text
+
+    if data is not None:
+        return load_text(data), str(Path(data).expanduser().resolve())
+    return load_shakespeare(), "tinyshakespeare"
+
+
+def _encode(tokenizer, text: str):
+    import torch
+
+    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .checkpoint import find_resume_checkpoint, read_meta
+    from .data import train_val_split
+    from .distributed import dist_info_from_env
+    from .model import build_model, get_preset
+    from .tokenizer import CharTokenizer
+    from .train import get_train_preset, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    resume_from = None
+    saved = None
+    if args.resume:
+        resume_from = find_resume_checkpoint(out)
+        saved = read_meta(resume_from)
+    text, source = _load_corpus(args.data if args.data or saved is None else _saved_source(saved))
+    if saved is not None:
+        tokenizer = CharTokenizer.from_dict(saved["tokenizer"])
+        unknown = tokenizer.unknown_chars(text)
+        if unknown:
+            raise CLIError(f"the corpus has characters the checkpoint's vocabulary lacks: {unknown[:10]!r}")
+        model = build_model(saved["model"]["type"], saved["model"]["config"])
+        base = dataclasses.asdict(get_train_preset(args.preset))
+        base.update(saved.get("train_config") or {})
+    else:
+        tokenizer = CharTokenizer.from_text(text)
+        overrides = {"vocab_size": tokenizer.vocab_size}
+        if args.block_size:
+            overrides["block_size"] = args.block_size
+        if args.dropout is not None:
+            overrides["dropout"] = args.dropout
+        seed = args.seed if args.seed is not None else get_train_preset(args.preset).seed
+        torch.manual_seed(seed)  # model init
+        model = build_model("GPT", dataclasses.asdict(get_preset(args.preset, **overrides)))
+        base = dataclasses.asdict(get_train_preset(args.preset))
+    cli = {"max_iters": args.max_iters, "max_time": args.max_time, "batch_size": args.batch_size,
+           "block_size": args.block_size, "learning_rate": args.learning_rate, "min_lr": args.min_lr,
+           "warmup_iters": args.warmup_iters, "grad_accum_steps": args.grad_accum_steps,
+           "eval_interval": args.eval_interval, "eval_iters": args.eval_iters, "seed": args.seed,
+           "device": args.device, "dtype": args.dtype, "compile": args.compile, "checkpoint": args.checkpoint,
+           "patience": args.patience}
+    base.update({k: v for k, v in cli.items() if v is not None})
+    base.update(out_dir=str(out), progress=not args.no_progress)
+    from .train import TrainConfig
+
+    config = TrainConfig.from_dict(base)
+    train_data, val_data = train_val_split(_encode(tokenizer, text))
+    info = dist_info_from_env()
+    if info.is_main:
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{'resuming' if saved else 'training'} {args.preset}: {n / 1e6:.2f}M parameters, "
+              f"{len(train_data):,} train / {len(val_data):,} val tokens, out_dir {out}", flush=True)
+    t0 = time.perf_counter()
+    history = train(model, train_data, val_data, config, resume_from=resume_from, tokenizer=tokenizer,
+                    meta={"data": source, "preset": args.preset})
+    if not info.is_main:
+        return 0
+    last = history.records[-1] if history.records else None
+    if last is not None:
+        print(f"done ({history.stop_reason}) at step {last['step']} in {time.perf_counter() - t0:.1f} s: "
+              f"train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "
+              f"best val {history.best_val_loss:.4f}")
+    if args.final_eval:
+        from .train import evaluate
+
+        r = evaluate(model, val_data.to(next(model.parameters()).device), config.block_size)
+        print(f"full val split: loss {r.loss:.4f}, {r.bits_per_char:.4f} bits/char, "
+              f"perplexity {r.perplexity:.3f}")
+    if history.stop_reason == "interrupted":
+        print(f"interrupted; resume with: python -m shakespeare_lm train --preset {args.preset} "
+              f"--out {out} --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _saved_source(meta: dict) -> str | None:
+    source = (meta.get("extra") or {}).get("data")
+    return None if source in (None, "tinyshakespeare") else source
+
+
+def cmd_generate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .sampling import sample_text, stream_text
+
+    model, tokenizer, _ = load_checkpoint(args.checkpoint, device=args.device)
+    if tokenizer is None:
+        raise CLIError(f"checkpoint {args.checkpoint} has no tokenizer; cannot turn text into tokens")
+    unknown = tokenizer.unknown_chars(args.prompt)
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:10]))
+        raise CLIError(f"prompt contains characters not in the vocabulary: {shown}")
+    kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+              top_p=args.top_p, seed=args.seed, device=args.device)
+    if args.stream:
+        for piece in stream_text(model, tokenizer, args.prompt, **kw):
+            print(piece, end="", flush=True)
+        print()
+    else:
+        print(sample_text(model, tokenizer, args.prompt, **kw))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import train_val_split
+    from .train import evaluate
+
+    model, tokenizer, meta = load_checkpoint(args.checkpoint, device=args.device)
+    if tokenizer is None:
+        raise CLIError(f"checkpoint {args.checkpoint} has no tokenizer; cannot encode the corpus")
+    data = args.data if args.data is not None else _saved_source(meta)
+    text, source = _load_corpus(data)
+    unknown = tokenizer.unknown_chars(text)
+    if unknown:
+        raise CLIError(f"the corpus has characters the checkpoint's vocabulary lacks: {unknown[:10]!r}")
+    _, val_data = train_val_split(_encode(tokenizer, text))
+    block_size = getattr(model, "block_size", None) or (meta.get("train_config") or {}).get("block_size")
+    r = evaluate(model, val_data, block_size, args.batch_size)
+    if args.json:
+        print(json.dumps({**r.to_dict(), "step": meta.get("step"), "data": source}))
+    else:
+        print(f"checkpoint {meta['path']} (step {meta.get('step')}), val split of {source}: "
+              f"{r.tokens:,} tokens")
+        print(f"val loss {r.loss:.4f} | bits/char {r.bits_per_char:.4f} | perplexity {r.perplexity:.3f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m shakespeare_lm` and the `shakespeare-lm` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .data import DownloadError
+    from .train import TrainingDivergedError
+
+    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate}
+    try:
+        return commands[args.command](args)
+    except TrainingDivergedError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    except (CLIError, CheckpointError, DownloadError, ValueError, OSError) as e:
+        msg = " ".join(str(e).split())  # one line
+        print(f"{parser.prog} {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
