@@ -1,0 +1,73 @@
+"""Measure generation speed with and without the KV cache (tokens per second, median of several runs).
+
+Follows nanoGPT's sample.py setting: random weights of a preset architecture (default the lecture's
+baby-gpt: 6 layers, 6 heads, 384 channels, block 256), vocab 65, one sequence, fp32 on the CPU.
+Both variants run in one process, alternating, so machine noise hits them alike. Prints a figure;
+asserts nothing about time. Run with `flock /tmp/shakespeare_cpu.lock python benchmarks/generation_speed.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from shakespeare_lm.model import GPT, PRESETS, get_preset
+from shakespeare_lm.sampling import generate
+
+
+def time_generation(model: GPT, tokens: int, use_cache: bool, seed: int) -> tuple[float, torch.Tensor]:
+    """Seconds to generate `tokens` new tokens from a one-token context, and the tokens."""
+    idx = torch.zeros(1, 1, dtype=torch.long)  # (1, 1) start from token 0, as in the lecture
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = generate(model, idx, tokens, generator=gen, use_cache=use_cache)
+    return time.perf_counter() - start, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="baby-gpt", choices=sorted(PRESETS))
+    parser.add_argument("--tokens", type=int, default=1000, help="new tokens per generation")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per variant (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    config = get_preset(args.preset, vocab_size=65, dropout=0.0)
+    model = GPT(config).eval()
+    print(
+        f"preset {args.preset}: {config.n_layer} layers, {config.n_head} heads, n_embd {config.n_embd}, "
+        f"block_size {config.block_size}, {model.num_parameters() / 1e6:.2f}M parameters; "
+        f"{args.tokens} new tokens, {args.runs} runs, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
+    )
+    time_generation(model, 8, use_cache=False, seed=0)  # warm-up
+    time_generation(model, 8, use_cache=True, seed=0)
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for run in range(args.runs):
+        outs = {}
+        for use_cache in (False, True):
+            seconds, outs[use_cache] = time_generation(model, args.tokens, use_cache, seed=run)
+            times[use_cache].append(seconds)
+        same = torch.equal(outs[False], outs[True])
+        print(
+            f"run {run + 1}: uncached {args.tokens / times[False][-1]:8.1f} tok/s, "
+            f"cached {args.tokens / times[True][-1]:8.1f} tok/s, identical tokens: {same}"
+        )
+
+    uncached = args.tokens / statistics.median(times[False])
+    cached = args.tokens / statistics.median(times[True])
+    print(f"median uncached: {uncached:.1f} tokens/s")
+    print(f"median cached:   {cached:.1f} tokens/s")
+    print(f"kv-cache speed-up: {cached / uncached:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
