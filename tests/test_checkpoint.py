@@ -1,0 +1,180 @@
+"""Tests for checkpoints: round trip, safe formats only, corruption errors, atomic replacement."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from shakespeare_lm import CharTokenizer
+from shakespeare_lm import checkpoint as ckpt
+from shakespeare_lm.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    load_training_state,
+    read_meta,
+    restore_rng_state,
+    save_checkpoint,
+)
+from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
+from shakespeare_lm.train import TrainConfig, configure_optimizer
+
+TOK = CharTokenizer("\n !,.:?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def make(seed=0):
+    torch.manual_seed(seed)
+    model = GPT(get_preset("tiny", vocab_size=TOK.vocab_size))
+    opt = configure_optimizer(model, TrainConfig(), torch.device("cpu"))
+    x = torch.randint(TOK.vocab_size, (2, 8))
+    _, loss = model(x, x)
+    loss.backward()
+    opt.step()  # non-empty optimizer state
+    return model, opt
+
+
+def test_round_trip(tmp_path):
+    model, opt = make()
+    gen = torch.Generator().manual_seed(3)
+    cfg = TrainConfig(batch_size=5)
+    path = save_checkpoint(tmp_path / "ck", model, opt, TOK, cfg, step=7, best_val_loss=1.5,
+                           rng_state=capture_rng_state(gen), extra={"data": "x.txt"})
+    loaded, tok, meta = load_checkpoint(path)
+    assert tok == TOK and not loaded.training
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    assert loaded.lm_head.weight.data_ptr() == loaded.token_embedding_table.weight.data_ptr()  # still tied
+    assert meta["step"] == 7 and meta["best_val_loss"] == 1.5 and meta["extra"] == {"data": "x.txt"}
+    assert meta["model"]["type"] == "GPT" and meta["model"]["config"]["n_layer"] == 2
+    assert TrainConfig.from_dict(meta["train_config"]) == cfg
+    assert meta["package_version"]
+
+
+def test_optimizer_and_rng_round_trip(tmp_path):
+    model, opt = make()
+    gen = torch.Generator().manual_seed(3)
+    random.seed(4)
+    np.random.seed(5)
+    save_checkpoint(tmp_path / "ck", model, opt, TOK, step=1, rng_state=capture_rng_state(gen))
+    expected = (torch.rand(3), torch.rand(3, generator=gen), random.random(), np.random.rand())
+
+    model2, opt2 = make(seed=1)
+    gen2 = torch.Generator()
+    meta = load_training_state(tmp_path / "ck", model2, opt2)
+    restore_rng_state(meta["rng_state"], gen2)
+    got = (torch.rand(3), torch.rand(3, generator=gen2), random.random(), np.random.rand())
+    torch.testing.assert_close(got[0], expected[0])
+    torch.testing.assert_close(got[1], expected[1])
+    assert got[2:] == expected[2:]
+    sd1, sd2 = opt.state_dict(), opt2.state_dict()
+    assert sd1["param_groups"] == sd2["param_groups"]
+    for i, st in sd1["state"].items():
+        for k, v in st.items():
+            torch.testing.assert_close(v, sd2["state"][i][k])
+
+
+def test_opens_with_safetensors_and_json_alone(tmp_path):
+    model, opt = make()
+    save_checkpoint(tmp_path / "ck", model, opt, TOK, rng_state=capture_rng_state())
+    files = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert files == ["meta.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors"]
+    meta = json.loads((tmp_path / "ck" / "meta.json").read_text())
+    weights = load_file(tmp_path / "ck" / "model.safetensors")
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in weights)
+    assert meta["tokenizer"]["chars"] == TOK.chars
+    assert all(v.dtype != torch.uint8 for v in weights.values())
+    load_file(tmp_path / "ck" / "optimizer.safetensors")
+
+
+def test_compiled_or_wrapped_model_saves_bare_names(tmp_path):
+    model, _ = make()
+
+    class Wrapper(torch.nn.Module):  # stands in for torch.compile's OptimizedModule
+        def __init__(self, m):
+            super().__init__()
+            self._orig_mod = m
+
+    save_checkpoint(tmp_path / "ck", Wrapper(model))
+    assert set(load_file(tmp_path / "ck" / "model.safetensors")) <= set(model.state_dict())
+    loaded, tok, _ = load_checkpoint(tmp_path / "ck")
+    assert tok is None
+
+
+def test_bigram_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = BigramLanguageModel(TOK.vocab_size)
+    save_checkpoint(tmp_path / "ck", model, tokenizer=TOK)
+    loaded, _, _ = load_checkpoint(tmp_path / "ck")
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict())
+
+
+def test_missing_truncated_and_mismatched(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="expected .*meta.json"):
+        load_checkpoint(tmp_path / "empty")
+
+    model, opt = make()
+    path = save_checkpoint(tmp_path / "ck", model, opt, TOK)
+    weights = path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path)
+    weights.write_bytes(data[:-4] + b"\0\0\0\0")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(path)
+    weights.unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        load_checkpoint(path)
+
+    path = save_checkpoint(tmp_path / "ck", model, opt, TOK)
+    (path / "meta.json").write_text('{"format": "shakespeare_lm.checkp')
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+    path = save_checkpoint(tmp_path / "ck2", model, opt, TOK)
+    other = GPT(get_preset("tiny", vocab_size=TOK.vocab_size, n_embd=16))
+    with pytest.raises(CheckpointError, match="different model config"):
+        load_training_state(path, other)
+
+
+def test_refuses_to_replace_a_non_checkpoint_directory(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        save_checkpoint(tmp_path / "mine", make()[0])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
+
+
+def test_failed_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+    model, opt = make()
+    path = save_checkpoint(tmp_path / "ck", model, opt, TOK, step=1)
+    before = read_meta(path)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_file", boom)  # dies after model.safetensors, mid-save
+    with torch.no_grad():
+        model.lm_head.weight.add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, opt, TOK, step=2)
+    assert read_meta(path)["step"] == 1 and read_meta(path)["files"] == before["files"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary debris
+
+
+def test_kill_between_renames_is_recovered(tmp_path):
+    model, opt = make()
+    path = save_checkpoint(tmp_path / "ck", model, opt, TOK, step=1)
+    path.rename(tmp_path / ".ck.old")  # as if killed after moving the old one aside
+    assert read_meta(tmp_path / "ck")["step"] == 1
+    save_checkpoint(tmp_path / "ck", model, opt, TOK, step=2)
+    assert read_meta(tmp_path / "ck")["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
