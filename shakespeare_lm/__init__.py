@@ -40,6 +40,7 @@ from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_fi
 
 # --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .plotting import LivePlotCallback, plot_attention, plot_history
 from .train import (
     TRAIN_PRESETS,
     EvalResult,
@@ -94,6 +95,9 @@ __all__ = [
     "train_val_split",
     "TRAIN_PRESETS",
     "CheckpointError",
+    "LivePlotCallback",
+    "plot_attention",
+    "plot_history",
     "EvalResult",
     "History",
     "TrainConfig",
