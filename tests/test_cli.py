@@ -1,0 +1,100 @@
+"""Tests for `python -m shakespeare_lm`: train -> generate -> evaluate, resume, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from shakespeare_lm.__main__ import main
+from shakespeare_lm.checkpoint import read_meta
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def corpus_file(tmp_path, tiny_text):
+    path = tmp_path / "small.txt"
+    path.write_text(tiny_text, encoding="utf-8")
+    return path
+
+
+def test_train_generate_evaluate(tmp_path, corpus_file, capsys):
+    run = tmp_path / "run"
+    rc = main(["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file),
+               "--max-iters", "12", "--eval-interval", "6", "--no-progress", "--device", "cpu",
+               "--final-eval"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "done (max_iters) at step 12" in out and "full val split" in out
+    meta = read_meta(run)
+    assert meta["extra"]["data"] == str(corpus_file.resolve()) and meta["train_config"]["max_iters"] == 12
+    assert (run / "history.csv").is_file() and (run / "history.jsonl").is_file()
+
+    assert main(["generate", "--checkpoint", str(run), "--prompt", "All:", "--max-new-tokens", "30",
+                 "--seed", "1", "--top-k", "5", "--top-p", "0.9"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("All:") and len(first.rstrip("\n")) >= 30
+    assert main(["generate", "--checkpoint", str(run), "--prompt", "All:", "--max-new-tokens", "30",
+                 "--seed", "1", "--top-k", "5", "--top-p", "0.9", "--stream"]) == 0
+    assert capsys.readouterr().out == first  # same seed, same text, streamed
+
+    assert main(["evaluate", "--checkpoint", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bits_per_char"] == pytest.approx(result["loss"] / 0.6931471805599453)
+    assert result["data"] == str(corpus_file.resolve()) and result["step"] == meta["step"]
+
+    rc = main(["train", "--preset", "tiny", "--out", str(run), "--resume", "--max-iters", "18",
+               "--no-progress", "--device", "cpu", "--checkpoint", "last"])
+    assert rc == 0 and "at step 18" in capsys.readouterr().out  # corpus found from the checkpoint
+    assert read_meta(run)["step"] == 18
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--out", "x", "--max-iters", "zero"], "--max-iters: expected a positive integer"),
+    (["train", "--out", "x", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["generate", "--checkpoint", "{tmp}/missing"], "no checkpoint at"),
+    (["evaluate", "--checkpoint", "{tmp}"], "expected"),
+    (["train", "--out", "{tmp}/r", "--data", "{tmp}/nope.txt"], "corpus file not found"),
+    (["generate", "--checkpoint", "x", "--top-p", "1.5"], "expected a number in (0, 1]"),
+    ([], "required"),
+])
+def test_bad_arguments_give_one_line_error(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "error:" in err and message in err, err
+
+
+def test_corrupt_checkpoint_no_traceback(tmp_path, corpus_file):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file),
+                 "--max-iters", "2", "--no-progress", "--device", "cpu"]) == 0
+    weights = run / "checkpoint" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "shakespeare_lm", "generate", "--checkpoint", str(run)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1 and "truncated" in proc.stderr
+
+
+def test_help_explains_options():
+    proc = subprocess.run([sys.executable, "-m", "shakespeare_lm", "train", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    for option in ("--preset", "--out", "--data", "--resume", "--max-time", "--dtype", "--compile"):
+        assert option in proc.stdout
