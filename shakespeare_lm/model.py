@@ -185,16 +185,21 @@ class MultiHeadAttention(nn.Module):
         self.head_size = head_size
         self.attn_impl: AttnImpl = "sdpa"
 
-    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), in one matmul over the stacked head weights."""
-        B, T, C = x.shape
-        nh, hs = self.num_heads, self.head_size
-        w = torch.cat(
+    def qkv_weight(self) -> torch.Tensor:
+        """The heads' query, key and value weights stacked into one (3*nh*hs, C) matrix."""
+        return torch.cat(
             [h.query.weight for h in self.heads]
             + [h.key.weight for h in self.heads]
             + [h.value.weight for h in self.heads]
         )  # (3*nh*hs, C); rows of head i sit at i*hs..(i+1)*hs within each third
-        qkv = F.linear(x, w)  # (B, T, 3*nh*hs)
+
+    def _qkv(
+        self, x: torch.Tensor, w: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), in one matmul over the stacked head weights."""
+        B, T, C = x.shape
+        nh, hs = self.num_heads, self.head_size
+        qkv = F.linear(x, self.qkv_weight() if w is None else w)  # (B, T, 3*nh*hs)
         q, k, v = qkv.split(nh * hs, dim=2)  # each (B, T, nh*hs)
         q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
@@ -223,14 +228,21 @@ class MultiHeadAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
         return self._project(y)
 
-    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        """Attention for new tokens x (B, T, C) given the cached keys/values of earlier positions."""
+    def forward_cached(
+        self, x: torch.Tensor, cache: KVCache, layer: int, last_only: bool = False
+    ) -> torch.Tensor:
+        """Attention for new tokens x (B, T, C) given the cached keys/values of earlier positions.
+
+        Returns (B, T, C), or (B, 1, C) for the last new position only if last_only=True.
+        """
         start = cache.length
         T = x.size(1)
-        q, k, v = self._qkv(x)  # each (B, nh, T, hs)
+        q, k, v = self._qkv(x, cache.weight(layer, self))  # each (B, nh, T, hs)
         k, v = cache.update(layer, k, v)  # each (B, nh, start+T, hs)
-        if T == 1:
-            # One new query may look at every cached position: no mask needed.
+        if last_only:
+            q = q[:, :, -1:]  # (B, nh, 1, hs)
+        if q.size(2) == 1:
+            # The newest query may look at every cached position: no mask needed.
             y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, 1, hs)
         elif start == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
@@ -279,9 +291,14 @@ class Block(nn.Module):
         x = x + self.ffwd(self.ln2(x))  # (B, T, C)
         return x
 
-    def forward_cached(self, x: torch.Tensor, cache: KVCache, layer: int) -> torch.Tensor:
-        x = x + self.sa.forward_cached(self.ln1(x), cache, layer)  # (B, T, C)
-        x = x + self.ffwd(self.ln2(x))  # (B, T, C)
+    def forward_cached(
+        self, x: torch.Tensor, cache: KVCache, layer: int, last_only: bool = False
+    ) -> torch.Tensor:
+        att = self.sa.forward_cached(self.ln1(x), cache, layer, last_only)  # (B, T or 1, C)
+        if last_only:
+            x = x[:, -1:]  # (B, 1, C) the other positions only had to leave keys/values in the cache
+        x = x + att  # (B, T or 1, C)
+        x = x + self.ffwd(self.ln2(x))  # (B, T or 1, C)
         return x
 
 
@@ -298,9 +315,20 @@ class KVCache:
         self.length = 0
         self._k: list[torch.Tensor | None] = [None] * n_layer
         self._v: list[torch.Tensor | None] = [None] * n_layer
+        self._w: list[torch.Tensor | None] = [None] * n_layer
 
     def reset(self) -> None:
+        """Forget the cached positions (keep the buffers and the stacked weights)."""
         self.length = 0
+
+    def weight(self, layer: int, attn: MultiHeadAttention) -> torch.Tensor:
+        """attn's stacked (3*nh*hs, C) query/key/value weight, built once per cache.
+
+        A cache therefore belongs to one set of weights: make a new one after changing them.
+        """
+        if self._w[layer] is None:
+            self._w[layer] = attn.qkv_weight()
+        return self._w[layer]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, nh, T, hs) at positions length..length+T; return all keys/values so far."""
@@ -410,11 +438,14 @@ class GPT(nn.Module):
         """An empty KV cache for `forward_cached` (buffers are allocated on first use)."""
         return KVCache(self.config.n_layer, self.block_size)
 
-    def forward_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def forward_cached(self, idx: torch.Tensor, cache: KVCache, last_only: bool = False) -> torch.Tensor:
         """Logits (B, T, V) for new tokens idx (B, T) that follow the cache's `length` positions.
 
         Equal to `forward(full_context)[0][:, -T:]` where full_context is the cached tokens followed by
         idx; the new keys/values are appended to `cache`. The total may not exceed block_size.
+        With last_only=True only the last position's logits (B, 1, V) are computed, which lets the
+        final block skip the feed-forward and projections of the other positions (used by generate).
+        Use it without gradients (no_grad / inference_mode): the cache keeps tensors between calls.
         """
         _check_idx(idx, None)
         start, T = cache.length, idx.size(1)
@@ -424,11 +455,12 @@ class GPT(nn.Module):
                 "Reset the cache and re-prefill with the last block_size tokens."
             )
         x = self._embed(idx, start)  # (B, T, C)
+        last = len(self.blocks) - 1
         for layer, block in enumerate(self.blocks):
-            x = block.forward_cached(x, cache, layer)  # (B, T, C)
+            x = block.forward_cached(x, cache, layer, last_only and layer == last)  # (B, T or 1, C)
         cache.length = start + T
-        x = self.ln_f(x)  # (B, T, C)
-        return self.lm_head(x)  # (B, T, V)
+        x = self.ln_f(x)  # (B, T or 1, C)
+        return self.lm_head(x)  # (B, T or 1, V)
 
 
 _MODEL_TYPES = {"GPT": (GPT, GPTConfig), "BigramLanguageModel": (BigramLanguageModel, BigramConfig)}

@@ -102,9 +102,10 @@ def _iter_tokens(
                         # block_size. With learned absolute positions, sliding the window shifts every
                         # position, so nothing cached can be reused once the context is full.
                         cache.reset()
-                        logits = model.forward_cached(idx[:, -block_size:], cache)  # (B, T, V)
+                        new_tokens = idx[:, -block_size:]  # (B, <=block_size)
                     else:
-                        logits = model.forward_cached(idx[:, -1:], cache)  # (B, 1, V)
+                        new_tokens = idx[:, -1:]  # (B, 1) only the newest token is not cached yet
+                    logits = model.forward_cached(new_tokens, cache, last_only=True)  # (B, 1, V)
                 else:
                     idx_cond = idx if block_size is None else idx[:, -block_size:]  # (B, <=block_size)
                     logits, _ = model(idx_cond)  # (B, T, V)

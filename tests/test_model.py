@@ -250,3 +250,17 @@ def test_cached_forward_matches_full_forward():
             model.forward_cached(idx[:, :1], cache)
     torch.testing.assert_close(torch.cat(parts, dim=1), full)
     assert cache.length == TINY.block_size
+
+
+def test_cached_prefill_last_only_matches_full_forward():
+    torch.manual_seed(0)
+    model = GPT(TINY).eval()
+    idx = torch.randint(0, V, (2, 12))
+    cache = model.new_cache()
+    with torch.no_grad():
+        full, _ = model(idx)
+        last = model.forward_cached(idx[:, :11], cache, last_only=True)  # (B, 1, V)
+        nxt = model.forward_cached(idx[:, 11:], cache, last_only=True)  # the cache stayed complete
+    assert last.shape == (2, 1, V)
+    torch.testing.assert_close(last[:, 0], full[:, 10])
+    torch.testing.assert_close(nxt[:, 0], full[:, 11])
