@@ -66,7 +66,7 @@ class TrainConfig:
     checkpoint: str = "best"  # "best": when val improves | "last": every eval | "never"
     patience: int | None = None  # stop after this many evals without val improvement; None = off
     max_time: float | None = None  # stop (with a final eval) after this many seconds; None = off
-    progress: bool = True  # show a tqdm bar with loss, tokens/s and ETA
+    progress: bool = True  # show a tqdm bar (loss, tokens/s, ETA) and print each eval; False = silent
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "block_size", "max_iters", "eval_interval", "eval_iters",
@@ -136,7 +136,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         learning_rate=3e-3, warmup_iters=5, dtype="float32", compile="off", progress=False),
     # nanoGPT's CPU recipe, retuned for speed on a 2-core CPU (see benchmarks/train_speed.py)
     "cpu-small": TrainConfig(batch_size=32, block_size=64, max_iters=2000, eval_interval=250,
-                             eval_iters=50, eval_batch_size=64, learning_rate=2e-3, min_lr=2e-4,
+                             eval_iters=20, eval_batch_size=64, learning_rate=2e-3, min_lr=2e-4,
                              warmup_iters=50, dtype="float32"),
     # nanoGPT config/train_shakespeare_char.py
     "baby-gpt": TrainConfig(batch_size=64, block_size=256, max_iters=5000, eval_interval=250,
@@ -573,7 +573,8 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
         if out_dir is not None:
             history.save(out_dir)
         if info.is_main:
-            bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            if config.progress:
+                bar.write(f"step {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             _call(callbacks, "on_eval", state)
         clock["eval_s"] += time.perf_counter() - now  # saving and callbacks are not training time
 
