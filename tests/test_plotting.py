@@ -54,3 +54,30 @@ def test_live_plot_is_a_no_op_outside_ipython():
     cb.on_eval(state)
     cb.on_train_end(state)
     assert cb._fig is None
+
+
+def test_live_plot_updates_one_display_in_a_notebook(monkeypatch):
+    pytest.importorskip("IPython")
+    import IPython.display
+
+    from shakespeare_lm import plotting
+
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj))
+
+    def fake_display(obj, display_id=False):
+        shown.append(("display", obj))
+        return Handle()
+
+    monkeypatch.setattr(plotting, "_in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    cb = LivePlotCallback()
+    state = TrainState(config=None, model=None, optimizer=None, history=history())
+    cb.on_eval(state)
+    cb.on_eval(state)
+    cb.on_train_end(state)
+    assert [kind for kind, _ in shown] == ["display", "update", "update"]  # one output, redrawn in place
+    assert all(obj is shown[0][1] for _, obj in shown)
