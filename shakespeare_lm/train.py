@@ -3,6 +3,17 @@
 Follows nanoGPT's train.py (and the Zero-to-Hero GPT lecture's `estimate_loss`), as one function
 `train(model, train_data, val_data, config) -> History` that works for every model in the package.
 Shapes: B batch, T time (block_size), V vocab.
+
+Callbacks: any object with some of `on_step(state)` (after every optimizer step), `on_eval(state)`
+(after every loss estimate) and `on_train_end(state)`, or a plain function (called as on_eval).
+`state` is a TrainState; set `state.stop = True` to end training gracefully (with a final eval).
+Under DDP they run on rank 0 only.
+
+Several processes: launched by `torchrun`, `train` joins the process group (nccl on CUDA, gloo on
+CPU), wraps the model in DistributedDataParallel, gives each rank its own data order
+(seed + rank), skips the gradient all-reduce on accumulation micro-steps (`no_sync`), and lets
+only rank 0 print, call callbacks and write files. batch_size and grad_accum_steps are per rank:
+one optimizer step sees batch_size * grad_accum_steps * world_size sequences.
 """
 
 from __future__ import annotations
