@@ -113,7 +113,7 @@ def _check_idx(idx: torch.Tensor, block_size: int | None) -> None:
 
 
 class BigramLanguageModel(nn.Module):
-    """Predicts the next token from the current one by table look-up (notebook 01)."""
+    """Predicts the next token from the current one by table look-up (notebook 02)."""
 
     def __init__(self, vocab_size: int):
         super().__init__()
@@ -133,7 +133,7 @@ class BigramLanguageModel(nn.Module):
 
 
 class Head(nn.Module):
-    """One head of causal self-attention, written out step by step (notebook 02)."""
+    """One head of causal self-attention, written out step by step (notebook 03)."""
 
     def __init__(self, n_embd: int, head_size: int, block_size: int, dropout: float = 0.0):
         super().__init__()
@@ -161,7 +161,7 @@ class Head(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-    """Several heads of self-attention in parallel, then a projection (notebook 03).
+    """Several heads of self-attention in parallel, then a projection (notebook 04).
 
     Two paths compute the same function: "explicit" loops over the `Head` modules (the lecture's
     code, and the one that can return attention weights); "sdpa" (the default) stacks the heads'
@@ -254,7 +254,7 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """A per-position MLP: Linear, ReLU, Linear, Dropout (notebook 03).
+    """A per-position MLP: Linear, ReLU, Linear, Dropout (notebook 04).
 
     ReLU as in the lecture (nanoGPT and GPT-2 use GELU); the hidden layer is 4x wider.
     """
@@ -273,7 +273,7 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    """A transformer block: communication (attention) then computation (feed-forward) (notebook 03).
+    """A transformer block: communication (attention) then computation (feed-forward) (notebook 04).
 
     Pre-LayerNorm with residual connections: x + sa(ln1(x)), then x + ffwd(ln2(x)).
     """
@@ -344,7 +344,7 @@ class KVCache:
 
 
 class GPT(nn.Module):
-    """A decoder-only transformer: embeddings, a stack of Blocks, ln_f and a tied lm_head (notebook 04)."""
+    """A decoder-only transformer: embeddings, a stack of Blocks, ln_f and a tied lm_head (notebooks 04-05)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()

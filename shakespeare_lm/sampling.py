@@ -37,7 +37,15 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
-def _check_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def _check_args(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    window_stride: int = 1,
+) -> None:
+    if not isinstance(window_stride, int) or isinstance(window_stride, bool) or window_stride < 1:
+        raise ValueError(f"window_stride must be an integer >= 1, got {window_stride!r}")
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
     if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
@@ -83,32 +91,41 @@ def _iter_tokens(
     top_p: float | None,
     generator: torch.Generator | None,
     use_cache: bool,
+    window_stride: int = 1,
 ) -> Iterator[torch.Tensor]:
     """Yield each new token (B, 1); puts the model in eval mode and restores its mode when done.
 
+    The model sees the window idx[:, start:]. When the window outgrows block_size, `start` jumps
+    so that block_size - window_stride + 1 tokens remain: window_stride=1 is the lecture's crop to
+    the last block_size tokens at every step; a larger stride re-crops only every window_stride
+    steps. Cached and uncached runs use the same windows, so they produce the same tokens.
     Gradients are off only inside each step, so the caller's code between steps is unaffected.
     """
     block_size = getattr(model, "block_size", None)
     cached = use_cache and block_size is not None and hasattr(model, "forward_cached")
+    keep = None if block_size is None else max(1, block_size - window_stride + 1)
+    start = 0
     was_training = model.training
     model.eval()
     try:
         cache = model.new_cache() if cached else None
         for _ in range(max_new_tokens):
+            cropped = keep is not None and idx.size(1) - start > block_size
+            if cropped:
+                start = idx.size(1) - keep
             with torch.no_grad():
                 if cached:
-                    if cache.length == 0 or cache.length >= block_size:
-                        # (Re-)prefill with exactly the tokens an uncached step would see: the last
-                        # block_size. With learned absolute positions, sliding the window shifts every
-                        # position, so nothing cached can be reused once the context is full.
+                    if cache.length == 0 or cropped:
+                        # (Re-)prefill with exactly the window an uncached step would see. With
+                        # learned absolute positions, moving the window shifts every position, so
+                        # nothing cached survives a crop: a larger window_stride crops less often.
                         cache.reset()
-                        new_tokens = idx[:, -block_size:]  # (B, <=block_size)
+                        new_tokens = idx[:, start:]  # (B, <=block_size)
                     else:
                         new_tokens = idx[:, -1:]  # (B, 1) only the newest token is not cached yet
                     logits = model.forward_cached(new_tokens, cache, last_only=True)  # (B, 1, V)
                 else:
-                    idx_cond = idx if block_size is None else idx[:, -block_size:]  # (B, <=block_size)
-                    logits, _ = model(idx_cond)  # (B, T, V)
+                    logits, _ = model(idx[:, start:])  # (B, T, V) T <= block_size
                 idx_next = _next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
             idx = torch.cat((idx, idx_next), dim=1)  # (B, T+1)
             yield idx_next
@@ -125,6 +142,7 @@ def generate(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
     use_cache: bool = True,
+    window_stride: int = 1,
 ) -> torch.Tensor:
     """Extend idx (B, T) by max_new_tokens sampled tokens; return (B, T + max_new_tokens).
 
@@ -132,12 +150,21 @@ def generate(
     most likely tokens. Each step conditions on the last block_size tokens, as in the lecture.
     `generator` (on the model's device) makes sampling reproducible. With use_cache=True a GPT
     reuses keys/values of earlier positions (KV cache); results equal use_cache=False.
+
+    Past block_size the lecture's crop moves every position each step, which leaves a cache
+    nothing to reuse. window_stride=s > 1 crops in jumps instead (the model then sees between
+    block_size - s + 1 and block_size tokens), so the cache is rebuilt only every s steps:
+    long generations get much faster. Cached and uncached still agree for any stride.
     Runs without gradients in eval mode and restores the model's train/eval mode afterwards.
     """
-    _check_args(max_new_tokens, temperature, top_k, top_p)
+    _check_args(max_new_tokens, temperature, top_k, top_p, window_stride)
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError("idx must be a (B, T) tensor of token ids with T >= 1")
-    new = list(_iter_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache))
+    new = list(
+        _iter_tokens(
+            model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache, window_stride
+        )
+    )
     return torch.cat([idx, *new], dim=1)  # (B, T + max_new_tokens)
 
 
@@ -185,19 +212,23 @@ def stream_text(
     seed: int | None = None,
     device: str | torch.device | None = None,
     use_cache: bool = True,
+    window_stride: int = 1,
 ) -> Iterator[str]:
     """Like `sample_text`, but yield the text piece by piece: first the prompt, then each new token.
 
     "".join(stream_text(...)) equals sample_text(...) with the same arguments.
     """
-    _check_args(max_new_tokens, temperature, top_k, top_p)
+    _check_args(max_new_tokens, temperature, top_k, top_p, window_stride)
     device = _resolve_device(model, device)
     idx = _encode_prompt(model, tokenizer, prompt, device)  # (1, T)
     generator = _make_generator(seed, device)
 
     def pieces() -> Iterator[str]:
         yield tokenizer.decode(idx[0])
-        for tok in _iter_tokens(model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache):
+        tokens = _iter_tokens(
+            model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache, window_stride
+        )
+        for tok in tokens:
             yield tokenizer.decode(tok[0])
 
     return pieces()  # arguments are checked now, not at the first next()
@@ -214,6 +245,7 @@ def sample_text(
     seed: int | None = None,
     device: str | torch.device | None = None,
     use_cache: bool = True,
+    window_stride: int = 1,
 ) -> str:
     """Return the prompt followed by max_new_tokens sampled characters.
 
@@ -221,10 +253,12 @@ def sample_text(
     and that start character is part of the returned text. A prompt with characters outside the
     vocabulary raises ValueError naming them. `seed` seeds a torch.Generator on the model's device,
     so the same seed gives the same text; seed=None uses torch's global RNG. `device` defaults to
-    the model's device (a different one raises ValueError: move the model first).
+    the model's device (a different one raises ValueError: move the model first). `window_stride`
+    is explained in `generate`.
     """
     return "".join(
         stream_text(
-            model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, device, use_cache
+            model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed, device, use_cache,
+            window_stride,
         )
     )

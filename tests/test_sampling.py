@@ -92,6 +92,40 @@ def test_cached_equals_uncached_past_block_size(model, prompt_len):
             torch.testing.assert_close(step[:, -1], reference[:, -1])
 
 
+@pytest.mark.parametrize("stride", [2, 3, CONFIG.block_size])
+def test_window_stride_cached_equals_uncached_and_windows_are_right(model, stride):
+    """With window_stride=s the window jumps back to block_size - s + 1 tokens when it overflows."""
+    model.eval()
+    idx = torch.randint(0, V, (1, 3), generator=seeded(2))
+    n = 5 * CONFIG.block_size
+    cached = generate(model, idx, n, temperature=0, window_stride=stride, use_cache=True)
+    uncached = generate(model, idx, n, temperature=0, window_stride=stride, use_cache=False)
+    assert torch.equal(cached, uncached)
+    keep = CONFIG.block_size - stride + 1
+    expected, start = idx, 0
+    with torch.no_grad():
+        for _ in range(n):
+            if expected.size(1) - start > CONFIG.block_size:
+                start = expected.size(1) - keep
+            assert keep <= expected.size(1) - start <= CONFIG.block_size or start == 0
+            logits, _ = model(expected[:, start:])
+            expected = torch.cat([expected, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(cached, expected)
+
+
+def test_window_stride_one_is_the_lecture_crop(model):
+    idx = torch.randint(0, V, (1, 2), generator=seeded(4))
+    a = generate(model, idx, 3 * CONFIG.block_size, generator=seeded(9))
+    b = generate(model, idx, 3 * CONFIG.block_size, generator=seeded(9), window_stride=1)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_window_stride_raises(model, bad):
+    with pytest.raises(ValueError, match="window_stride"):
+        generate(model, torch.zeros(1, 1, dtype=torch.long), 5, window_stride=bad)
+
+
 def test_bigram_generates_without_a_context_limit():
     torch.manual_seed(0)
     bigram = BigramLanguageModel(V)
