@@ -344,7 +344,7 @@ class KVCache:
 
 
 class GPT(nn.Module):
-    """A decoder-only transformer: embeddings, a stack of Blocks, ln_f and a tied lm_head (notebooks 04-05)."""
+    """A decoder-only transformer: embeddings, a stack of Blocks, ln_f and a tied lm_head (notebook 05)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
