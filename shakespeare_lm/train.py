@@ -41,10 +41,11 @@ _DTYPES = ("auto", "float32", "bfloat16", "float16")
 _COMPILE = ("off", "auto", "on")
 _CHECKPOINT = ("best", "last", "never")
 
-# On CPU, bf16 autocast pays off only for bigger matmuls: measured on a 2-core AMX Xeon, the
-# 6-layer/384 model trained ~1.6-2x faster in bf16 while the 4-layer/128 CPU recipe ran ~1.5x
-# slower (overhead-bound). "auto" therefore picks bf16 on CPU only from this many parameters up.
-CPU_BF16_MIN_PARAMS = 5_000_000
+# On CPU, bf16 autocast pays off only for bigger matmuls. Measured on a 2-core AMX Xeon (train
+# step, bf16 vs fp32): 0.8M params (4 layers/128, block 64) 1.5-2.6x SLOWER; 3.2M (4 layers/256,
+# block 128) 1.3x faster; 10.7M (6 layers/384, block 256) 1.6-2x faster. "auto" therefore picks
+# bf16 on CPU from this many parameters up.
+CPU_BF16_MIN_PARAMS = 2_000_000
 
 
 class TrainingDivergedError(FloatingPointError):
