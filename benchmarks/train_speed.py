@@ -18,13 +18,13 @@ import os  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=4e-3)
     p.add_argument("--min-lr", type=float, default=4e-4)
     p.add_argument("--warmup-iters", type=int, default=30)
-    p.add_argument("--max-iters", type=int, default=700, help="length of the cosine schedule")
-    p.add_argument("--check-from", type=int, default=400, help="first step to evaluate at")
-    p.add_argument("--check-every", type=int, default=50, help="steps between full-val checks")
+    p.add_argument("--max-iters", type=int, default=900, help="length of the cosine schedule")
+    p.add_argument("--check-from", type=int, default=600, help="first step to evaluate at")
+    p.add_argument("--check-every", type=int, default=60, help="steps between full-val checks")
     p.add_argument("--target", type=float, default=1.89)
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=os.cpu_count())
