@@ -6,6 +6,7 @@ effects (no downloads, no prints, no global settings).
 
 __version__ = "0.1.0"
 
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import (
     SHAKESPEARE_SHA256,
     SHAKESPEARE_URL,
@@ -18,10 +19,6 @@ from .data import (
     load_text,
     train_val_split,
 )
-from .tokenizer import CharTokenizer
-from .utils import atomic_write, is_quick, pick, pick_device, set_seed
-
-# --- models and sampling (model.py, sampling.py) ---
 from .model import (
     GPT,
     PRESETS,
@@ -36,11 +33,9 @@ from .model import (
     build_model,
     get_preset,
 )
-from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_filter
-
-# --- training, checkpoints, plots (train.py, checkpoint.py, plotting.py) ---
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .plotting import LivePlotCallback, plot_attention, plot_history
+from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_filter
+from .tokenizer import CharTokenizer
 from .train import (
     TRAIN_PRESETS,
     EvalResult,
@@ -54,8 +49,7 @@ from .train import (
     get_train_preset,
     train,
 )
-
-# --- widgets (widgets.py) ---
+from .utils import atomic_write, is_quick, pick, pick_device, set_seed
 from .widgets import SamplingPlayground, playground_generate, playground_stream, sampling_playground
 
 __all__ = [
