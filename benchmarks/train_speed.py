@@ -35,7 +35,9 @@ def main() -> None:
     import torch
 
     from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, train_val_split
-    from shakespeare_lm.train import TrainConfig, evaluate, resolve_dtype, train
+    from shakespeare_lm.evaluation import evaluate
+    from shakespeare_lm.precision import resolve_dtype
+    from shakespeare_lm.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
     text = load_shakespeare(args.data, progress=False)

@@ -19,6 +19,7 @@ from .data import (
     load_text,
     train_val_split,
 )
+from .evaluation import EvalResult, estimate_loss, evaluate
 from .model import (
     GPT,
     PRESETS,
@@ -38,13 +39,10 @@ from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_fi
 from .tokenizer import CharTokenizer
 from .train import (
     TRAIN_PRESETS,
-    EvalResult,
     History,
     TrainConfig,
     TrainingDivergedError,
     TrainState,
-    estimate_loss,
-    evaluate,
     get_lr,
     get_train_preset,
     train,

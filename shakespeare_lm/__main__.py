@@ -206,7 +206,7 @@ def cmd_train(args) -> int:
               f"train loss {last['train_loss']:.4f}, val loss {last['val_loss']:.4f}, "
               f"best val {history.best_val_loss:.4f}")
     if args.final_eval:
-        from .train import evaluate
+        from .evaluation import evaluate
 
         r = evaluate(model, val_data.to(next(model.parameters()).device), config.block_size)
         print(f"full val split: loss {r.loss:.4f}, {r.bits_per_char:.4f} bits/char, "
@@ -248,7 +248,7 @@ def cmd_generate(args) -> int:
 def cmd_evaluate(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import train_val_split
-    from .train import evaluate
+    from .evaluation import evaluate
 
     model, tokenizer, meta = load_checkpoint(args.checkpoint, device=args.device)
     if tokenizer is None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .utils import model_device
+
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the k largest logits of each row (ties with the k-th are kept); set the rest to -inf."""
@@ -56,11 +58,6 @@ def _check_args(
         not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0.0 < top_p <= 1.0
     ):
         raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _next_token(
@@ -182,17 +179,17 @@ def _encode_prompt(model: nn.Module, tokenizer, prompt: str, device) -> torch.Te
 
 
 def _resolve_device(model: nn.Module, device) -> torch.device:
-    model_device = _model_device(model)
+    here = model_device(model)
     if device is None:
-        return model_device
+        return here
     device = torch.device(device)
-    if device.type != model_device.type or (
-        device.index is not None and model_device.index is not None and device.index != model_device.index
+    if device.type != here.type or (
+        device.index is not None and here.index is not None and device.index != here.index
     ):
         raise ValueError(
-            f"the model is on {model_device} but device={device}; call model.to({str(device)!r}) first"
+            f"the model is on {here} but device={device}; call model.to({str(device)!r}) first"
         )
-    return model_device
+    return here
 
 
 def _make_generator(seed: int | None, device: torch.device) -> torch.Generator | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -34,18 +33,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data import get_batch, iter_eval_batches
+from .data import get_batch
+from .evaluation import estimate_loss
+from .optim import configure_optimizer
+from .precision import DTYPES, autocast_context, resolve_dtype
 from .utils import atomic_write, pick_device
 
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
 _COMPILE = ("off", "auto", "on")
 _CHECKPOINT = ("best", "last", "never")
 
-# On CPU, bf16 autocast pays off only for bigger matmuls. Measured on a 2-core AMX Xeon (train
-# step, bf16 vs fp32): 0.8M params (4 layers/128, block 64) 1.5-2.6x SLOWER; 3.2M (4 layers/256,
-# block 128) 1.3x faster; 10.7M (6 layers/384, block 256) 1.6-2x faster. "auto" therefore picks
-# bf16 on CPU from this many parameters up.
-CPU_BF16_MIN_PARAMS = 2_000_000
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -108,7 +104,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # JSON gives lists
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ValueError(f"TrainConfig.grad_clip must be >= 0 or None, got {self.grad_clip!r}")
-        for name, allowed in (("dtype", _DTYPES), ("compile", _COMPILE), ("checkpoint", _CHECKPOINT)):
+        for name, allowed in (("dtype", DTYPES), ("compile", _COMPILE), ("checkpoint", _CHECKPOINT)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {', '.join(map(repr, allowed))}, "
                                  f"got {getattr(self, name)!r}")
@@ -175,167 +171,6 @@ def get_lr(step: int, config: TrainConfig) -> float:
     ratio = (step - warmup) / (decay_iters - warmup)  # 0 -> 1
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return min_lr + coeff * (lr - min_lr)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """nanoGPT's split: weights with dim >= 2 (matmuls, embeddings) decay; biases and LayerNorm don't.
-
-    Tied weights (GPT's lm_head and token embedding) appear once.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]  # parameters() dedupes tied weights
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def configure_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over `param_groups`, using the fused kernel where this torch build has one."""
-    groups = param_groups(model, config.weight_decay)
-    kwargs: dict[str, Any] = {"lr": config.learning_rate, "betas": config.betas}
-    if "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cuda", "cpu"):
-        kwargs["fused"] = True
-    try:
-        return torch.optim.AdamW(groups, **kwargs)
-    except (RuntimeError, ValueError):  # fused not supported for this device/dtype
-        kwargs.pop("fused", None)
-        return torch.optim.AdamW(groups, **kwargs)
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matmuls (AVX512-BF16 / AMX) for autocast."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_dtype(dtype: str, device: torch.device, model: nn.Module | None = None) -> torch.dtype:
-    """The autocast compute dtype for `dtype` ("auto" | "float32" | "bfloat16" | "float16") on `device`.
-
-    "auto": bf16 on CUDA if supported, else fp16 (with a GradScaler); on CPU bf16 only when the
-    CPU supports it and the model has at least CPU_BF16_MIN_PARAMS parameters; fp32 elsewhere.
-    """
-    if dtype == "float32":
-        return torch.float32
-    if dtype == "bfloat16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("dtype 'bfloat16' is not supported by this GPU; use 'float16' or 'float32'")
-        if device.type == "cpu" and not cpu_supports_bf16():
-            raise ValueError("dtype 'bfloat16' is not supported by this CPU; use 'float32'")
-        return torch.bfloat16
-    if dtype == "float16":
-        if device.type != "cuda":
-            raise ValueError(f"dtype 'float16' needs a CUDA GPU (GradScaler); on {device.type} use "
-                             "'bfloat16' or 'float32'")
-        return torch.float16
-    if dtype != "auto":
-        raise ValueError(f"dtype must be one of {', '.join(map(repr, _DTYPES))}, got {dtype!r}")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and model is not None and cpu_supports_bf16():
-        n_params = sum(p.numel() for p in model.parameters())
-        return torch.bfloat16 if n_params >= CPU_BF16_MIN_PARAMS else torch.float32
-    return torch.float32
-
-
-def autocast_context(device: torch.device, dtype: torch.dtype):
-    """torch.autocast for a reduced dtype, or a no-op for float32."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def estimate_loss(
-    model: nn.Module,
-    splits: dict[str, torch.Tensor],
-    batch_size: int,
-    block_size: int,
-    eval_iters: int,
-    generator: torch.Generator | int | None = None,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, float]:
-    """Mean loss over `eval_iters` random batches of each split, the same batches at every call.
-
-    The batches are drawn from a *copy* of `generator` (or a generator seeded with the int, 0 if
-    None), so the caller's generator does not advance and successive estimates are comparable.
-    The model is put in eval mode (no dropout) and restored to its previous mode afterwards.
-    """
-    device = model_device(model)
-    if isinstance(generator, torch.Generator):
-        state = generator.get_state()
-    else:
-        state = torch.Generator().manual_seed(0 if generator is None else int(generator)).get_state()
-    was_training = model.training
-    model.eval()
-    out = {}
-    try:
-        for name, data in splits.items():
-            g = torch.Generator()
-            g.set_state(state)
-            losses = torch.zeros(eval_iters)
-            for k in range(eval_iters):
-                x, y = get_batch(data, batch_size, block_size, generator=g, device=device)  # (B, T)
-                with autocast_context(device, dtype):
-                    _, loss = model(x, y)
-                losses[k] = loss.float().item()
-            out[name] = losses.mean().item()
-    finally:
-        model.train(was_training)
-    return out
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Loss over a whole split, in three units."""
-
-    loss: float  # mean cross-entropy, nats per token
-    bits_per_char: float  # loss / ln 2
-    perplexity: float  # exp(loss)
-    tokens: int  # number of predicted tokens averaged over
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    val_data: torch.Tensor,
-    block_size: int | None = None,
-    batch_size: int = 64,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> EvalResult:
-    """Exact loss over the whole split: every token but the first is predicted once (iter_eval_batches).
-
-    Each window starts fresh, so early positions see little context; this is the standard
-    non-overlapping evaluation. block_size defaults to the model's.
-    """
-    block_size = block_size or getattr(model, "block_size", None)
-    if block_size is None:
-        raise ValueError("this model has no block_size of its own; pass evaluate(..., block_size=256)")
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        for x, y in iter_eval_batches(val_data, batch_size, block_size, device=device):  # (B, T)
-            with autocast_context(device, dtype):
-                _, loss = model(x, y)
-            n = y.numel()
-            total += loss.float().item() * n
-            count += n
-    finally:
-        model.train(was_training)
-    mean = total / count
-    return EvalResult(loss=mean, bits_per_char=mean / math.log(2), perplexity=math.exp(mean), tokens=count)
 
 
 @dataclass
@@ -693,7 +528,6 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
 
 
 __all__ = [
-    "CPU_BF16_MIN_PARAMS", "TRAIN_PRESETS", "EvalResult", "History", "TrainConfig", "TrainState",
-    "TrainingDivergedError", "configure_optimizer", "estimate_loss", "evaluate", "get_lr",
-    "get_train_preset", "param_groups", "resolve_dtype", "train",
+    "TRAIN_PRESETS", "History", "TrainConfig", "TrainState", "TrainingDivergedError", "get_lr",
+    "get_train_preset", "train",
 ]

@@ -22,7 +22,8 @@ from shakespeare_lm.checkpoint import (
     save_checkpoint,
 )
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
-from shakespeare_lm.train import TrainConfig, configure_optimizer
+from shakespeare_lm.optim import configure_optimizer
+from shakespeare_lm.train import TrainConfig
 
 TOK = CharTokenizer("\n !,.:?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 

@@ -10,19 +10,17 @@ import torch
 
 from shakespeare_lm import CharTokenizer, train_val_split
 from shakespeare_lm.checkpoint import load_checkpoint, read_meta
+from shakespeare_lm.evaluation import estimate_loss, evaluate
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
+from shakespeare_lm.optim import configure_optimizer, param_groups
+from shakespeare_lm.precision import resolve_dtype
 from shakespeare_lm.train import (
     TRAIN_PRESETS,
     History,
     TrainConfig,
     TrainingDivergedError,
-    configure_optimizer,
-    estimate_loss,
-    evaluate,
     get_lr,
     get_train_preset,
-    param_groups,
-    resolve_dtype,
     train,
 )
 

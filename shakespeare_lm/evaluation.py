@@ -1,0 +1,107 @@
+"""Measuring a model: a quick estimate on fixed random batches, and the exact loss over a split.
+
+Follows the lecture's `estimate_loss` (mean loss over `eval_iters` batches of each split); `evaluate`
+covers every token of the split once and reports nats, bits per character and perplexity.
+Shapes: B batch, T time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .data import get_batch, iter_eval_batches
+from .precision import autocast_context
+from .utils import model_device
+
+
+@torch.no_grad()
+def estimate_loss(
+    model: nn.Module,
+    splits: dict[str, torch.Tensor],
+    batch_size: int,
+    block_size: int,
+    eval_iters: int,
+    generator: torch.Generator | int | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, float]:
+    """Mean loss over `eval_iters` random batches of each split, the same batches at every call.
+
+    The batches are drawn from a *copy* of `generator` (or a generator seeded with the int, 0 if
+    None), so the caller's generator does not advance and successive estimates are comparable.
+    The model is put in eval mode (no dropout) and restored to its previous mode afterwards.
+    """
+    device = model_device(model)
+    if isinstance(generator, torch.Generator):
+        state = generator.get_state()
+    else:
+        state = torch.Generator().manual_seed(0 if generator is None else int(generator)).get_state()
+    was_training = model.training
+    model.eval()
+    out = {}
+    try:
+        for name, data in splits.items():
+            g = torch.Generator()
+            g.set_state(state)
+            losses = torch.zeros(eval_iters)
+            for k in range(eval_iters):
+                x, y = get_batch(data, batch_size, block_size, generator=g, device=device)  # (B, T)
+                with autocast_context(device, dtype):
+                    _, loss = model(x, y)
+                losses[k] = loss.float().item()
+            out[name] = losses.mean().item()
+    finally:
+        model.train(was_training)
+    return out
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Loss over a whole split, in three units."""
+
+    loss: float  # mean cross-entropy, nats per token
+    bits_per_char: float  # loss / ln 2
+    perplexity: float  # exp(loss)
+    tokens: int  # number of predicted tokens averaged over
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    val_data: torch.Tensor,
+    block_size: int | None = None,
+    batch_size: int = 64,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> EvalResult:
+    """Exact loss over the whole split: every token but the first is predicted once (iter_eval_batches).
+
+    Each window starts fresh, so early positions see little context; this is the standard
+    non-overlapping evaluation. block_size defaults to the model's.
+    """
+    block_size = block_size or getattr(model, "block_size", None)
+    if block_size is None:
+        raise ValueError("this model has no block_size of its own; pass evaluate(..., block_size=256)")
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in iter_eval_batches(val_data, batch_size, block_size, device=device):  # (B, T)
+            with autocast_context(device, dtype):
+                _, loss = model(x, y)
+            n = y.numel()
+            total += loss.float().item() * n
+            count += n
+    finally:
+        model.train(was_training)
+    mean = total / count
+    return EvalResult(loss=mean, bits_per_char=mean / math.log(2), perplexity=math.exp(mean), tokens=count)
