@@ -42,6 +42,16 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _non_negative_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
+    if not v >= 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
+    return v
+
+
 def _positive_float(s: str) -> float:
     try:
         v = float(s)
@@ -107,12 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint or run directory")
     g.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     g.add_argument("--max-new-tokens", type=_positive_int, default=500, help="characters to generate")
-    g.add_argument("--temperature", type=_positive_float, default=0.8, help="<1 sharper, >1 more random")
+    g.add_argument("--temperature", type=_non_negative_float, default=0.8,
+                   help="<1 sharper, >1 more random, 0 = always the most likely character")
     g.add_argument("--top-k", type=_positive_int, help="sample only from the k most likely characters")
     g.add_argument("--top-p", type=_probability,
                    help="sample from the smallest set of characters with this total probability")
     g.add_argument("--seed", type=int, help="random seed, for repeatable samples")
     g.add_argument("--device", default="cpu", help="device to run on (default: %(default)s)")
+    g.add_argument("--window-stride", type=_positive_int, default=1,
+                   help="past the context length, re-crop the window every N tokens instead of every "
+                        "token, so the KV cache keeps working (faster; default 1 = the lecture's crop)")
     g.add_argument("--stream", action="store_true", help="print characters as they are generated")
 
     e = sub.add_parser("evaluate", help="loss, bits/char and perplexity on the whole val split",
@@ -235,7 +249,7 @@ def cmd_generate(args) -> int:
         shown = ", ".join(map(repr, unknown[:10]))
         raise CLIError(f"prompt contains characters not in the vocabulary: {shown}")
     kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-              top_p=args.top_p, seed=args.seed, device=args.device)
+              top_p=args.top_p, seed=args.seed, device=args.device, window_stride=args.window_stride)
     if args.stream:
         for piece in stream_text(model, tokenizer, args.prompt, **kw):
             print(piece, end="", flush=True)

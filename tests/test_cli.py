@@ -47,6 +47,14 @@ def test_train_generate_evaluate(tmp_path, corpus_file, capsys):
     assert main(["generate", "--checkpoint", str(run), "--prompt", "All:", "--max-new-tokens", "30",
                  "--seed", "1", "--top-k", "5", "--top-p", "0.9", "--stream"]) == 0
     assert capsys.readouterr().out == first  # same seed, same text, streamed
+    greedy_args = ["generate", "--checkpoint", str(run), "--prompt", "All:", "--max-new-tokens", "40",
+                   "--temperature", "0"]
+    assert main(greedy_args) == 0
+    greedy = capsys.readouterr().out
+    assert main([*greedy_args, "--window-stride", "1"]) == 0  # 1 is the default
+    assert capsys.readouterr().out == greedy
+    assert main([*greedy_args, "--window-stride", "4"]) == 0
+    assert capsys.readouterr().out.startswith("All:")
 
     assert main(["evaluate", "--checkpoint", str(run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -66,6 +74,8 @@ def test_train_generate_evaluate(tmp_path, corpus_file, capsys):
     (["evaluate", "--checkpoint", "{tmp}"], "expected"),
     (["train", "--out", "{tmp}/r", "--data", "{tmp}/nope.txt"], "corpus file not found"),
     (["generate", "--checkpoint", "x", "--top-p", "1.5"], "expected a number in (0, 1]"),
+    (["generate", "--checkpoint", "x", "--temperature", "-1"], "expected a number >= 0"),
+    (["generate", "--checkpoint", "x", "--window-stride", "0"], "expected a positive integer"),
     ([], "required"),
 ])
 def test_bad_arguments_give_one_line_error(tmp_path, capsys, argv, message):
