@@ -42,31 +42,24 @@ def _positive_int(s: str) -> int:
     return v
 
 
-def _non_negative_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
-    if not v >= 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}")
-    return v
+def _float_type(ok, expected: str):
+    """An argparse type: a finite float for which ok(value) holds, else 'expected <expected>'."""
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v) or not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {s!r}")
+        return v
+
+    return parse
 
 
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
-
-
-def _probability(s: str) -> float:
-    v = _positive_float(s)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {s!r}")
-    return v
+_non_negative_float = _float_type(lambda v: v >= 0, "a number >= 0")
+_positive_float = _float_type(lambda v: v > 0, "a positive number")
+_probability = _float_type(lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,12 +6,22 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 _CANDIDATES = [
     os.environ.get("SHAKESPEARE_LM_DATA"),
     str(REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny models run fastest on one thread, and on a busy 2-core machine two threads spin."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _corpus_path() -> Path | None:

@@ -8,18 +8,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from shakespeare_lm.__main__ import main
 from shakespeare_lm.checkpoint import read_meta
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -26,14 +26,6 @@ V = 65
 TINY = PRESETS["tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several threads crawl when the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_models() -> dict[str, nn.Module]:
     torch.manual_seed(0)

@@ -25,15 +25,6 @@ from shakespeare_lm.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a shared, loaded CPU makes 2 threads spin (~50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def corpus(tiny_text):
     tok = CharTokenizer.from_text(tiny_text)
