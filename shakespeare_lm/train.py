@@ -40,6 +40,7 @@ from .precision import DTYPES, autocast_context, resolve_dtype
 from .utils import atomic_write, pick_device
 
 _COMPILE = ("off", "auto", "on")
+_LR_SCHEDULES = ("cosine", "wsd")
 _CHECKPOINT = ("best", "last", "never")
 
 
@@ -62,6 +63,11 @@ class TrainConfig:
     min_lr: float | None = None  # LR at the end of the cosine decay; None = learning_rate / 10
     warmup_iters: int = 100  # linear warmup steps
     lr_decay_iters: int | None = None  # step where the cosine reaches min_lr; None = max_iters
+    # after warmup: "cosine" (decay from the peak to min_lr by lr_decay_iters) | "wsd"
+    # (warmup-stable-decay: hold the peak, then decay linearly to min_lr over the last
+    # decay_fraction of the lr_decay_iters steps; better for short runs, see benchmarks/train_speed.py)
+    lr_schedule: str = "cosine"
+    decay_fraction: float = 0.2  # "wsd" only: share of the schedule spent in the linear decay, in (0, 1]
     weight_decay: float = 0.1  # AdamW decay, applied only to weights with dim >= 2
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas (beta2 0.99: small batches, nanoGPT)
     grad_clip: float | None = 1.0  # clip the global grad norm to this; None or 0 = off
@@ -97,6 +103,11 @@ class TrainConfig:
         if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
             raise ValueError(f"TrainConfig.lr_decay_iters ({self.lr_decay_iters}) must be >= "
                              f"warmup_iters ({self.warmup_iters})")
+        if self.lr_schedule not in _LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {', '.join(map(repr, _LR_SCHEDULES))}, "
+                             f"got {self.lr_schedule!r}")
+        if not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"TrainConfig.decay_fraction must be in (0, 1], got {self.decay_fraction!r}")
         if self.weight_decay < 0:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -161,13 +172,20 @@ def get_train_preset(name: str, **overrides: Any) -> TrainConfig:
 
 
 def get_lr(step: int, config: TrainConfig) -> float:
-    """LR for optimizer step `step` (0-based): linear warmup, then cosine decay to min_lr."""
+    """LR for optimizer step `step` (0-based): linear warmup, then cosine decay to min_lr
+    (lr_schedule "cosine"), or the peak held and then a linear decay to min_lr over the last
+    decay_fraction of the decay_iters steps ("wsd")."""
     lr, min_lr = config.learning_rate, config.final_lr
     warmup, decay_iters = config.warmup_iters, config.decay_iters
     if step < warmup:
         return lr * (step + 1) / (warmup + 1)
     if step >= decay_iters:
         return min_lr
+    if config.lr_schedule == "wsd":
+        decay_start = max(warmup, decay_iters - round(config.decay_fraction * decay_iters))
+        if step < decay_start:
+            return lr
+        return lr + (min_lr - lr) * (step - decay_start) / (decay_iters - decay_start)
     ratio = (step - warmup) / (decay_iters - warmup)  # 0 -> 1
     coeff = 0.5 * (1.0 + math.cos(math.pi * ratio))  # 1 -> 0
     return min_lr + coeff * (lr - min_lr)

@@ -76,6 +76,37 @@ def test_lr_schedule_warmup_cosine_min_lr():
     assert TrainConfig(learning_rate=3e-3).final_lr == pytest.approx(3e-4)
 
 
+def test_lr_schedule_wsd_holds_peak_then_decays_linearly():
+    c = TrainConfig(learning_rate=1.0, min_lr=0.0, warmup_iters=10, max_iters=100,
+                    lr_schedule="wsd", decay_fraction=0.4)
+    assert get_lr(0, c) == pytest.approx(1 / 11)  # same warmup as cosine
+    assert get_lr(10, c) == pytest.approx(1.0)
+    assert get_lr(59, c) == pytest.approx(1.0)  # stable until the last 40 steps
+    assert get_lr(60, c) == pytest.approx(1.0)  # decay starts at 100 - 40
+    assert get_lr(80, c) == pytest.approx(0.5)  # linear: half-way down
+    assert get_lr(99, c) == pytest.approx(1 / 40)
+    assert get_lr(100, c) == pytest.approx(0.0)
+    assert get_lr(500, c) == pytest.approx(0.0)
+    lrs = [get_lr(s, c) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    # decays to min_lr by lr_decay_iters; the decay never starts inside the warmup
+    c = dataclasses.replace(c, min_lr=0.2, lr_decay_iters=50, decay_fraction=1.0)
+    assert get_lr(10, c) == pytest.approx(1.0)
+    assert get_lr(30, c) == pytest.approx(0.6)
+    assert get_lr(50, c) == pytest.approx(0.2)
+    assert get_lr(99, c) == pytest.approx(0.2)
+    assert TrainConfig().lr_schedule == "cosine"  # the default is unchanged
+    assert TrainConfig.from_dict(c.to_dict()) == c  # JSON-friendly
+
+
+def test_lr_schedule_validation():
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="linear")
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="decay_fraction must be in"):
+            TrainConfig(lr_schedule="wsd", decay_fraction=bad)
+
+
 def test_config_validation_is_actionable():
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         TrainConfig(batch_size=0)
