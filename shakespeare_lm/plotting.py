@@ -105,17 +105,24 @@ class LivePlotCallback:
     def _draw(self, history) -> None:
         if not self.enabled:
             return
-        from IPython.display import display
+        import io
+
+        from IPython.display import Image, display
         from matplotlib.figure import Figure
 
         if self._fig is None:
             self._fig = Figure(figsize=self.figsize)  # not pyplot: no second copy at the end of the cell
             self._ax = self._fig.add_subplot()
         plot_history(history, self._ax, show_iters=self.show_iters)
+        # Render the PNG here rather than rely on the kernel's matplotlib formatter, which is not
+        # registered until pyplot has been used once in the session.
+        buf = io.BytesIO()
+        self._fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        image = Image(data=buf.getvalue(), format="png")
         if self._handle is None:
-            self._handle = display(self._fig, display_id=True)
+            self._handle = display(image, display_id=True)
         else:
-            self._handle.update(self._fig)
+            self._handle.update(image)
 
     def on_eval(self, state) -> None:
         self._evals += 1

@@ -19,6 +19,7 @@ one optimizer step sees batch_size * grad_accum_steps * world_size sequences.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import json
 import math
@@ -239,9 +240,9 @@ class History:
     def to_csv(self, path: str | os.PathLike) -> None:
         """One line per evaluation, header first (written atomically)."""
         with atomic_write(path) as f:
-            f.write(",".join(self.FIELDS) + "\n")
-            for r in self.records:
-                f.write(",".join("" if r.get(k) is None else repr(r[k]) for k in self.FIELDS) + "\n")
+            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.records)
 
     def to_jsonl(self, path: str | os.PathLike) -> None:
         """One JSON object per evaluation (written atomically)."""

@@ -80,4 +80,6 @@ def test_live_plot_updates_one_display_in_a_notebook(monkeypatch):
     cb.on_eval(state)
     cb.on_train_end(state)
     assert [kind for kind, _ in shown] == ["display", "update", "update"]  # one output, redrawn in place
-    assert all(obj is shown[0][1] for _, obj in shown)
+    assert all(isinstance(obj, IPython.display.Image) for _, obj in shown)
+    assert all(obj.data.startswith(b"\x89PNG") for _, obj in shown)  # a picture, not a Figure repr
+    assert cb._ax.lines  # the curves were drawn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 
@@ -213,7 +214,11 @@ def test_keyboard_interrupt_saves_and_returns_history(corpus, tmp_path):
     assert read_meta(out / "interrupted")["step"] == 4  # "best" policy: the best weights stay in checkpoint/
     assert read_meta(out / "checkpoint")["step"] == 3
     assert History.from_jsonl(out / "history.jsonl").steps == history.steps
-    assert (out / "history.csv").read_text().splitlines()[0].startswith("step,train_loss,val_loss")
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(History.FIELDS)
+    assert [int(r["step"]) for r in rows] == history.steps
+    assert [float(r["val_loss"]) for r in rows] == history.val_loss  # full precision, not rounded
 
 
 def test_callbacks_plain_callable_and_stop(corpus):
