@@ -71,6 +71,7 @@ class TrainConfig:
     decay_fraction: float = 0.2  # "wsd" only: share of the schedule spent in the linear decay, in (0, 1]
     weight_decay: float = 0.1  # AdamW decay, applied only to weights with dim >= 2
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas (beta2 0.99: small batches, nanoGPT)
+    embedding_lr_mult: float = 1.0  # LR multiplier for the embedding tables (and the lm_head tied to one)
     grad_clip: float | None = 1.0  # clip the global grad norm to this; None or 0 = off
     grad_accum_steps: int = 1  # micro-batches per optimizer step (per process under DDP)
     dtype: str = "auto"  # "auto" | "float32" | "bfloat16" | "float16" (autocast compute dtype)
@@ -111,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.decay_fraction must be in (0, 1], got {self.decay_fraction!r}")
         if self.weight_decay < 0:
             raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.embedding_lr_mult > 0:
+            raise ValueError(f"TrainConfig.embedding_lr_mult must be > 0, got {self.embedding_lr_mult!r}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # JSON gives lists
@@ -454,7 +457,7 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
         while step < config.max_iters:
             lr = get_lr(step, config)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)
             loss_sum = torch.zeros((), device=device)
             for micro in range(accum):
                 x, y = get_batch(train_data, config.batch_size, config.block_size, generator=data_gen,

@@ -145,6 +145,31 @@ def test_decay_and_no_decay_groups(corpus):
     assert len(opt.param_groups) == 2
 
 
+def test_embedding_lr_mult_gets_its_own_group(corpus):
+    tok, tr, va = corpus
+    model = tiny_gpt(tok)
+    groups = param_groups(model, 0.1, embedding_lr_mult=5.0)
+    assert [(g["lr_mult"], g["weight_decay"]) for g in groups] == [(1.0, 0.1), (5.0, 0.1), (1.0, 0.0)]
+    emb = {id(p) for p in groups[1]["params"]}
+    assert emb == {id(model.token_embedding_table.weight), id(model.position_embedding_table.weight)}
+    assert id(model.lm_head.weight) in emb  # tied to the token embedding
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+
+    seen = []
+
+    class Record:
+        def on_step(self, state):
+            seen.append((state.lr, [g["lr"] for g in state.optimizer.param_groups]))
+
+    train(model, tr, va, cfg(max_iters=4, embedding_lr_mult=5.0), callbacks=[Record()])
+    assert len(seen) == 4
+    for lr, (matrices, embeddings, no_decay) in seen:
+        assert matrices == no_decay == lr and embeddings == pytest.approx(5 * lr)
+    with pytest.raises(ValueError, match="embedding_lr_mult"):
+        cfg(embedding_lr_mult=0)
+
+
 def test_grad_accumulation_matches_bigger_batch(corpus):
     tok, tr, va = corpus
     a, b = tiny_gpt(tok), tiny_gpt(tok)
