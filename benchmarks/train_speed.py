@@ -26,6 +26,8 @@ T0 = time.time()  # before importing torch: the clock includes start-up
 import argparse  # noqa: E402
 import os  # noqa: E402
 
+EVAL_BATCH = 32  # windows per eval forward: small batches stay in cache (val split ~1.3 s; 2 s at 256)
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +54,7 @@ def main() -> None:
     p.add_argument("--data", help="path to input.txt (default: SHAKESPEARE_LM_DATA / cache)")
     args = p.parse_args()
 
+    import numpy as np
     import torch
 
     from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, train_val_split
@@ -62,7 +65,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     text = load_shakespeare(args.data, progress=False)
     tok = CharTokenizer.from_text(text)
-    train_data, val_data = train_val_split(torch.tensor(tok.encode(text)))
+    # via numpy: torch.tensor() on a list of 1.1M ints takes ~0.3 s, np.array ~0.05 s
+    train_data, val_data = train_val_split(torch.from_numpy(np.array(tok.encode(text))))
     torch.manual_seed(args.seed)
     model = GPT(get_preset("cpu-small", vocab_size=tok.vocab_size, dropout=0.0))  # 4L/4H/128, block 64
     config = TrainConfig(
@@ -90,12 +94,14 @@ def main() -> None:
             if args.subset_every:
                 with torch.inference_mode(), autocast_context(torch.device("cpu"), dtype):
                     state.model.eval()
-                    sub = state.model(sub_x, sub_y)[1].item()
+                    sub = sum(state.model(x, y)[1].item() * len(x)
+                              for x, y in zip(sub_x.split(EVAL_BATCH), sub_y.split(EVAL_BATCH), strict=True))
+                    sub /= len(sub_x)
                     state.model.train()
                 print(f"step {state.step}: val-subset loss {sub:.4f} at {time.time() - T0:.1f} s", flush=True)
                 if sub > args.target + args.subset_margin:
                     return
-            r = evaluate(state.model, val_data, 64, batch_size=256, dtype=dtype)
+            r = evaluate(state.model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
             now = time.time() - T0
             checks.append((state.step, r.loss, now))
             tps = state.step * args.batch_size * 64 / (time.time() - t_train)
@@ -110,7 +116,7 @@ def main() -> None:
     train_s = time.time() - t_train
     steps = len(history.iter_losses)
     tokens = steps * args.batch_size * 64
-    final = evaluate(model, val_data, 64, batch_size=256, dtype=dtype)
+    final = evaluate(model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
     print(f"config: batch {args.batch_size}, lr {args.learning_rate:g} -> {args.min_lr:g} {args.lr_schedule} "
           f"(decay fraction {args.decay_fraction:g}) over {args.max_iters} steps, warmup "
           f"{args.warmup_iters}, embeddings x{args.embedding_lr_mult:g}, betas ({args.beta1:g}, "
