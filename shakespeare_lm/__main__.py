@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=_positive_float, help="peak learning rate")
     t.add_argument("--min-lr", type=float, help="final learning rate of the cosine decay")
     t.add_argument("--warmup-iters", type=int, help="linear warmup steps")
+    t.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"),
+                   help="AdamW betas, e.g. 0.8 0.99")
+    t.add_argument("--embedding-lr-mult", type=_positive_float, metavar="X",
+                   help="learning-rate multiplier for the embeddings (and the lm_head tied to them)")
     t.add_argument("--grad-accum-steps", type=_positive_int, help="micro-batches per optimizer step")
     t.add_argument("--eval-interval", type=_positive_int, help="steps between loss estimates and checkpoints")
     t.add_argument("--eval-iters", type=_positive_int, help="batches per split in each loss estimate")
@@ -188,6 +192,7 @@ def cmd_train(args) -> int:
     cli = {"max_iters": args.max_iters, "max_time": args.max_time, "batch_size": args.batch_size,
            "block_size": args.block_size, "learning_rate": args.learning_rate, "min_lr": args.min_lr,
            "warmup_iters": args.warmup_iters, "grad_accum_steps": args.grad_accum_steps,
+           "betas": args.betas, "embedding_lr_mult": args.embedding_lr_mult,
            "eval_interval": args.eval_interval, "eval_iters": args.eval_iters, "seed": args.seed,
            "device": args.device, "dtype": args.dtype, "compile": args.compile, "checkpoint": args.checkpoint,
            "patience": args.patience}

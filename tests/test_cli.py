@@ -67,10 +67,13 @@ def test_train_generate_evaluate(tmp_path, corpus_file, capsys):
     (["generate", "--checkpoint", "x", "--top-p", "1.5"], "expected a number in (0, 1]"),
     (["generate", "--checkpoint", "x", "--temperature", "-1"], "expected a number >= 0"),
     (["generate", "--checkpoint", "x", "--window-stride", "0"], "expected a positive integer"),
+    (["train", "--out", "x", "--embedding-lr-mult", "0"], "--embedding-lr-mult: expected a positive number"),
+    (["train", "--preset", "tiny", "--out", "{tmp}/r", "--data", "{corpus}", "--betas", "0.9", "1.5"],
+     "betas must be two numbers in [0, 1)"),
     ([], "required"),
 ])
-def test_bad_arguments_give_one_line_error(tmp_path, capsys, argv, message):
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+def test_bad_arguments_give_one_line_error(tmp_path, corpus_file, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{corpus}", str(corpus_file)) for a in argv]
     try:
         rc = main(argv)
     except SystemExit as e:  # argparse's own errors
@@ -78,6 +81,15 @@ def test_bad_arguments_give_one_line_error(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and "error:" in err and message in err, err
+
+
+def test_train_optimizer_options_reach_the_config(tmp_path, corpus_file):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file),
+                 "--max-iters", "2", "--betas", "0.8", "0.99", "--embedding-lr-mult", "5",
+                 "--no-progress", "--device", "cpu"]) == 0
+    saved = read_meta(run)["train_config"]
+    assert saved["betas"] == [0.8, 0.99] and saved["embedding_lr_mult"] == 5.0
 
 
 def test_corrupt_checkpoint_no_traceback(tmp_path, corpus_file):
