@@ -65,7 +65,7 @@ def main() -> None:
 
     from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, train_val_split
     from shakespeare_lm.evaluation import evaluate
-    from shakespeare_lm.precision import autocast_context, resolve_dtype
+    from shakespeare_lm.precision import resolve_dtype
     from shakespeare_lm.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
@@ -85,11 +85,6 @@ def main() -> None:
         dtype=args.dtype, compile="off", device="cpu", seed=args.seed, progress=False,
     )
     dtype = resolve_dtype(args.dtype, torch.device("cpu"), model)
-    if args.subset_every:
-        # a systematic sample of evaluate()'s own windows: an unbiased, ~Nx cheaper estimate of full val
-        n_full = (len(val_data) - 1) // 64
-        window = val_data[(torch.arange(0, n_full, args.subset_every) * 64)[:, None] + torch.arange(65)]
-        sub_x, sub_y = window[:, :-1], window[:, 1:]  # (n, 64)
     result: dict = {}
     checks = []
 
@@ -99,12 +94,8 @@ def main() -> None:
             if state.step < args.check_from or (state.step % args.check_every and not last):
                 return
             if args.subset_every:
-                with torch.inference_mode(), autocast_context(torch.device("cpu"), dtype):
-                    state.model.eval()
-                    sub = sum(state.model(x, y)[1].item() * len(x)
-                              for x, y in zip(sub_x.split(EVAL_BATCH), sub_y.split(EVAL_BATCH), strict=True))
-                    sub /= len(sub_x)
-                    state.model.train()
+                sub = evaluate(state.model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype,
+                               every=args.subset_every).loss
                 print(f"step {state.step}: val-subset loss {sub:.4f} at {time.time() - T0:.1f} s", flush=True)
                 if sub > args.target + args.subset_margin and not last:
                     return

@@ -235,22 +235,24 @@ def iter_eval_batches(
     batch_size: int,
     block_size: int,
     *,
+    every: int = 1,
     device: str | torch.device = "cpu",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Ordered, non-overlapping windows covering the whole split once, for exact evaluation.
 
     Every token but the first is a target exactly once. Full windows come in batches of
-    (B, T); the remainder comes last as a single (1, T') window with T' < T.
+    (B, T); the remainder comes last as a single (1, T') window with T' < T. With every=N > 1 only
+    every Nth full window comes (a systematic sample spread over the split, no remainder).
     """
     _check_windows(data, 1)
-    if batch_size < 1 or block_size < 1:
-        raise ValueError("batch_size and block_size must be positive")
+    if batch_size < 1 or block_size < 1 or every < 1:
+        raise ValueError("batch_size, block_size and every must be positive")
     n_full = (len(data) - 1) // block_size
-    starts = torch.arange(n_full) * block_size
+    starts = torch.arange(0, n_full, every) * block_size
     offsets = torch.arange(block_size + 1)
-    for i in range(0, n_full, batch_size):
+    for i in range(0, len(starts), batch_size):
         window = data[starts[i : i + batch_size, None] + offsets]  # (B, T+1)
         yield window[:, :-1].to(device), window[:, 1:].to(device)
     tail = data[n_full * block_size :]
-    if len(tail) > 1:
+    if every == 1 and len(tail) > 1:
         yield tail[None, :-1].to(device), tail[None, 1:].to(device)

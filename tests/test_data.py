@@ -99,6 +99,16 @@ def test_eval_batches_cover_every_target_once():
     assert batches[-1][0].shape == (1, 2)  # the remainder window
 
 
+def test_eval_batches_every_nth_window():
+    data = torch.arange(103)  # 10 full windows of 10, then a remainder
+    batches = list(iter_eval_batches(data, batch_size=2, block_size=10, every=3))
+    xs = torch.cat([x for x, _ in batches])
+    assert torch.equal(xs[:, 0], torch.tensor([0, 30, 60, 90]))  # windows 0, 3, 6, 9; no remainder
+    assert all(torch.equal(y, x + 1) for x, y in batches)
+    with pytest.raises(ValueError, match="every"):
+        next(iter_eval_batches(data, batch_size=2, block_size=10, every=0))
+
+
 def test_pick_reads_quick_mode(monkeypatch):
     monkeypatch.delenv("SHAKESPEARE_LM_QUICK", raising=False)
     assert pick(full=5000, quick=40) == 5000

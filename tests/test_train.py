@@ -198,6 +198,20 @@ def test_evaluate_units(corpus):
     assert result.loss == pytest.approx(math.log(tok.vocab_size), abs=0.5)  # untrained ~ ln V
 
 
+def test_evaluate_every_nth_window_is_the_mean_over_those_windows(corpus):
+    tok, _, va = corpus
+    model = tiny_gpt(tok).eval()
+    sample = evaluate(model, va, block_size=16, batch_size=4, every=3)
+    n_full = (len(va) - 1) // 16
+    assert sample.tokens == len(range(0, n_full, 3)) * 16
+    with torch.no_grad():
+        losses = [model(va[i * 16 : i * 16 + 16][None], va[i * 16 + 1 : i * 16 + 17][None])[1].item()
+                  for i in range(0, n_full, 3)]
+    assert sample.loss == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+    assert evaluate(model, va, block_size=16, batch_size=4, every=1) == evaluate(model, va, block_size=16,
+                                                                                   batch_size=4)
+
+
 def test_nan_loss_raises_naming_step_and_keeps_checkpoint(corpus, tmp_path):
     tok, tr, va = corpus
     model = tiny_gpt(tok)
