@@ -4,7 +4,7 @@ The finished, tested components the notebook series builds by hand. Importing ha
 effects (no downloads, no prints, no global settings).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import (

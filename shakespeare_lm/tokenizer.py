@@ -115,3 +115,8 @@ class CharTokenizer:
             return cls.from_dict(d)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def tokenizer_from_dict(d: dict) -> CharTokenizer:
+    """Rebuild a tokenizer from its `to_dict()` description (what checkpoints store)."""
+    return CharTokenizer.from_dict(d)

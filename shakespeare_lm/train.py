@@ -40,9 +40,9 @@ from .optim import configure_optimizer
 from .precision import DTYPES, autocast_context, resolve_dtype
 from .utils import atomic_write, pick_device
 
-_COMPILE = ("off", "auto", "on")
-_LR_SCHEDULES = ("cosine", "wsd")
-_CHECKPOINT = ("best", "last", "never")
+COMPILE_MODES = ("off", "auto", "on")
+LR_SCHEDULES = ("cosine", "wsd")
+CHECKPOINT_MODES = ("best", "last", "never")
 
 
 
@@ -105,8 +105,8 @@ class TrainConfig:
         if self.lr_decay_iters is not None and self.lr_decay_iters < self.warmup_iters:
             raise ValueError(f"TrainConfig.lr_decay_iters ({self.lr_decay_iters}) must be >= "
                              f"warmup_iters ({self.warmup_iters})")
-        if self.lr_schedule not in _LR_SCHEDULES:
-            raise ValueError(f"TrainConfig.lr_schedule must be one of {', '.join(map(repr, _LR_SCHEDULES))}, "
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
                              f"got {self.lr_schedule!r}")
         if not 0 < self.decay_fraction <= 1:
             raise ValueError(f"TrainConfig.decay_fraction must be in (0, 1], got {self.decay_fraction!r}")
@@ -119,7 +119,7 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # JSON gives lists
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ValueError(f"TrainConfig.grad_clip must be >= 0 or None, got {self.grad_clip!r}")
-        for name, allowed in (("dtype", DTYPES), ("compile", _COMPILE), ("checkpoint", _CHECKPOINT)):
+        for name, allowed in (("dtype", DTYPES), ("compile", COMPILE_MODES), ("checkpoint", CHECKPOINT_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {', '.join(map(repr, allowed))}, "
                                  f"got {getattr(self, name)!r}")

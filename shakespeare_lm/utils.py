@@ -6,12 +6,14 @@ Follows nanoGPT's habits (explicit device, explicit seed) without any global sta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import os
 import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import torch
@@ -102,3 +104,27 @@ def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter (cpu for a model without parameters)."""
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_positive_int(name: str, value: object) -> None:
+    """Raise ValueError("<name> must be a positive integer, got <value>") unless value is an int >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_fields(cls: type, names: Any, what: str | None = None) -> None:
+    """Raise ValueError naming the unknown fields if `names` are not all fields of dataclass `cls`."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(names) - fields)
+    if unknown:
+        raise ValueError(f"unknown {what or cls.__name__} field(s): {', '.join(unknown)}; "
+                         f"valid fields: {', '.join(sorted(fields))}")
