@@ -165,6 +165,18 @@ def generate(
     return torch.cat([idx, *new], dim=1)  # (B, T + max_new_tokens)
 
 
+def default_prompt(tokenizer) -> str:
+    """A prompt that works for any vocabulary: a newline when the tokenizer has one (the start of a
+    speech in a play), else a space, else the tokenizer's first token."""
+    for candidate in ("\n", " "):
+        try:
+            if tokenizer.decode(tokenizer.encode(candidate)) == candidate:
+                return candidate
+        except ValueError:
+            continue
+    return tokenizer.decode([0])
+
+
 def _encode_prompt(model: nn.Module, tokenizer, prompt: str, device) -> torch.Tensor:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
