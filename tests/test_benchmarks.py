@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # each starts a Python process that imports torch
 
 
 def run_benchmark(script: str, *args: str) -> list[str]:
