@@ -14,7 +14,8 @@ import matplotlib
 matplotlib.use("Agg")  # a script: no window, and the same backend everywhere
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Circle, FancyBboxPatch  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Circle, FancyBboxPatch, Rectangle  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -277,8 +278,244 @@ def transformer_block() -> Path:
     return save(fig, "transformer_block.svg")
 
 
+def generation_loop() -> Path:
+    """The autoregressive loop of generate(): predict one token from the context, append it, repeat."""
+    W, H = 8.3, 3.7
+    fig, ax = canvas(W, H)
+    ax.text(
+        W / 2,
+        H - 0.28,
+        "generate(): one new token per turn of the loop",
+        ha="center",
+        va="center",
+        fontsize=12,
+        fontweight="bold",
+        color=INK,
+    )
+    bw, bh = 1.7, 0.62
+    xs = (1.05, 3.02, 4.98, 6.95)
+    top, bottom = 2.45, 0.9
+    steps_top = (
+        ("idx\ncontext so far", "(B, T)", DATA),
+        ("crop to the last\nblock_size tokens", "(B, ≤ block_size)", DATA),
+        ("model(idx_cond)\nlogits", "(B, T, V)", HEAD),
+        ("last position only\nlogits[:, -1, :]", "(B, V)", HEAD),
+    )
+    steps_bottom = (
+        ("softmax\nprobs", "(B, V)", SAMPLE),
+        ("torch.multinomial\nsample idx_next", "(B, 1)", SAMPLE),
+        ("torch.cat\nappend to idx", "(B, T + 1)", DATA),
+    )
+    for x, (text, shp, colors) in zip(xs, steps_top, strict=True):
+        box(ax, x, top, bw, bh, text, colors, size=9)
+        shape(ax, x, top - bh / 2 - 0.17, shp, ha="center")
+    for a, b in zip(xs, xs[1:], strict=False):
+        arrow(ax, (a + bw / 2, top), (b - bw / 2, top))
+    bottom_xs = xs[::-1][:3]
+    for x, (text, shp, colors) in zip(bottom_xs, steps_bottom, strict=True):
+        box(ax, x, bottom, bw, bh, text, colors, size=9)
+        shape(ax, x, bottom - bh / 2 - 0.17, shp, ha="center")
+    for a, b in zip(bottom_xs, bottom_xs[1:], strict=False):
+        arrow(ax, (a - bw / 2, bottom), (b + bw / 2, bottom))
+    # down the right side, and from the appended context back to the start
+    arrow(ax, (xs[3] + bw / 2, top), (xs[3] + bw / 2 + 0.25, top), style="-")
+    line(ax, [(xs[3] + bw / 2 + 0.25, top), (xs[3] + bw / 2 + 0.25, bottom)])
+    arrow(ax, (xs[3] + bw / 2 + 0.25, bottom), (xs[3] + bw / 2, bottom))
+    x_back = bottom_xs[2] - bw / 2
+    line(ax, [(x_back, bottom), (xs[0], bottom)])
+    arrow(ax, (xs[0], bottom), (xs[0], top - bh / 2 - 0.32))
+    ax.text(
+        (xs[1] + xs[2]) / 2,
+        (top + bottom) / 2 + 0.02,
+        "↻  repeat max_new_tokens times",
+        ha="center",
+        va="center",
+        fontsize=10,
+        color=INK,
+    )
+    return save(fig, "generation_loop.svg")
+
+
+def causal_mask() -> Path:
+    """The T x T attention matrix before and after softmax, with the future (upper triangle) masked."""
+    tokens = list("First")
+    T = len(tokens)
+    scores = np.round(np.random.default_rng(1337).normal(size=(T, T)), 1)
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    masked = np.where(future, -np.inf, scores)
+    weights = np.exp(masked - masked.max(axis=1, keepdims=True))
+    weights /= weights.sum(axis=1, keepdims=True)
+
+    W, H = 8.2, 4.5
+    fig, ax = canvas(W, H)
+    cell = 0.5
+    panels = (
+        (1.35, "scores with the mask: q @ kᵀ, future = −inf", masked),
+        (5.35, "weights = softmax of each row", weights),
+    )
+    y0 = 3.3  # top edge of the grids
+    for x0, title, values in panels:
+        ax.text(
+            x0 + T * cell / 2,
+            y0 + 0.75,
+            title,
+            ha="center",
+            va="center",
+            fontsize=9.5,
+            color=INK,
+            fontweight="bold",
+        )
+        for j, tok in enumerate(tokens):
+            ax.text(
+                x0 + (j + 0.5) * cell,
+                y0 + 0.18,
+                repr(tok)[1:-1],
+                ha="center",
+                va="center",
+                fontsize=9,
+                color=MUTED,
+                family="DejaVu Sans Mono",
+            )
+        for i, tok in enumerate(tokens):
+            yc = y0 - (i + 0.5) * cell
+            ax.text(
+                x0 - 0.15,
+                yc,
+                f"{i}: {tok}",
+                ha="right",
+                va="center",
+                fontsize=9,
+                color=MUTED,
+                family="DejaVu Sans Mono",
+            )
+            for j in range(T):
+                if future[i, j]:
+                    fill, text, ink = "#e5e7eb", "−∞" if values is masked else "0", MUTED
+                elif values is masked:
+                    fill, text, ink = ATTN[0], f"{values[i, j]:.1f}", INK
+                else:
+                    # darker for larger weights
+                    level = values[i, j]
+                    fill = (1 - 0.55 * level, 1 - 0.35 * level, 1 - 0.05 * level)
+                    text, ink = f"{values[i, j]:.2f}", INK
+                ax.add_patch(
+                    Rectangle(
+                        (x0 + j * cell, y0 - (i + 1) * cell),
+                        cell,
+                        cell,
+                        facecolor=fill,
+                        edgecolor="white",
+                        lw=1.5,
+                    )
+                )
+                ax.text(x0 + (j + 0.5) * cell, yc, text, ha="center", va="center", fontsize=8.5, color=ink)
+        ax.text(
+            x0 + T * cell / 2,
+            y0 + 0.4,
+            "key (position s) →",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color=MUTED,
+        )
+        if values is not masked:
+            continue
+        ax.text(
+            x0 - 0.85,
+            y0 - T * cell / 2,
+            "query (position t) →",
+            rotation=-90,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color=MUTED,
+        )
+    arrow(ax, (1.35 + T * cell + 0.2, y0 - T * cell / 2), (5.35 - 0.65, y0 - T * cell / 2))
+    ax.text(
+        (1.35 + T * cell + 0.2 + 5.35 - 0.65) / 2,
+        y0 - T * cell / 2 + 0.2,
+        "softmax",
+        ha="center",
+        va="center",
+        fontsize=9,
+        color=INK,
+    )
+    ax.text(
+        W / 2,
+        0.38,
+        'Row t is position t asking "whom do I listen to?" It may look at itself and the past only.\n'
+        "Future scores become −inf, so after softmax their weights are exactly 0; each row still sums to 1.",
+        ha="center",
+        va="center",
+        fontsize=8.5,
+        color=INK,
+    )
+    return save(fig, "causal_mask.svg")
+
+
+def attention_head() -> Path:
+    """One head of causal self-attention: queries, keys and values, scores, mask, softmax, weighted sum."""
+    W, H = 6.4, 6.6
+    fig, ax = canvas(W, H)
+    ax.text(
+        W / 2,
+        H - 0.3,
+        "Head: one head of causal self-attention",
+        ha="center",
+        va="center",
+        fontsize=12,
+        fontweight="bold",
+        color=INK,
+    )
+    y = H - 0.85
+    box(ax, 3.0, y, 1.4, 0.38, "x", DATA)
+    shape(ax, 3.8, y, "(B, T, C)")
+    yl = y - 0.95
+    qx, kx, vx = 1.2, 3.0, 5.0
+    for x, text in ((qx, "query\nLinear C → hs"), (kx, "key\nLinear C → hs"), (vx, "value\nLinear C → hs")):
+        arrow(ax, (3.0, y - 0.19), (x, yl + 0.29))
+        box(ax, x, yl, 1.55, 0.55, text, HEAD, size=9)
+    ax.text(qx, yl - 0.42, "q: what am I looking for?", ha="center", va="center", fontsize=7.5, color=MUTED)
+    ax.text(kx, yl - 0.42, "k: what do I contain?", ha="center", va="center", fontsize=7.5, color=MUTED)
+    ax.text(vx, yl - 0.42, "v: what I pass on if chosen", ha="center", va="center", fontsize=7.5, color=MUTED)
+    shape(ax, 0.2, yl + 0.5, "q, k, v: (B, T, hs)", ha="left")
+    sx = 2.1
+    ys = yl - 1.15
+    arrow(ax, (qx, yl - 0.55), (sx - 0.5, ys + 0.25))
+    arrow(ax, (kx, yl - 0.55), (sx + 0.5, ys + 0.25))
+    steps = (
+        ("scores = q @ kᵀ · hs^−0.5", "(B, T, T)", ATTN),
+        ("masked_fill(tril == 0, −inf)", "(B, T, T)", ATTN),
+        ("wei = softmax(scores, dim=−1)", "(B, T, T)", ATTN),
+    )
+    for i, (text, shp, colors) in enumerate(steps):
+        yy = ys - i * 0.8
+        box(ax, sx, yy, 2.9, 0.46, text, colors, size=9)
+        shape(ax, sx + 1.55, yy, shp)
+        if i:
+            arrow(ax, (sx, yy + 0.8 - 0.23), (sx, yy + 0.23))
+    yo = ys - 3 * 0.8 - 0.25
+    ox = 3.4
+    arrow(ax, (sx, ys - 1.6 - 0.23), (ox - 0.5, yo + 0.23))
+    line(ax, [(vx, yl - 0.55), (vx, yo + 0.6)])
+    arrow(ax, (vx, yo + 0.6), (ox + 0.5, yo + 0.23))
+    box(ax, ox, yo, 2.2, 0.46, "out = wei @ v", FFWD, size=10)
+    shape(ax, ox + 1.2, yo, "(B, T, hs)")
+    ax.text(
+        W / 2,
+        yo - 0.6,
+        "each position's output is a weighted average of the values of itself and the\n"
+        "positions before it; the weights come from how well its query matches their keys",
+        ha="center",
+        va="center",
+        fontsize=8,
+        color=MUTED,
+    )
+    return save(fig, "attention_head.svg")
+
+
 def main() -> None:
-    for make in (gpt_architecture, transformer_block):
+    for make in (gpt_architecture, transformer_block, generation_loop, causal_mask, attention_head):
         path = make()
         print(f"wrote {path.name} ({path.stat().st_size:,} bytes)")
 
