@@ -1,24 +1,53 @@
-"""A character-level tokenizer: every distinct character of the corpus is one token.
+"""The tokenizer protocol shared by every tokenizer, its registry, and the character-level tokenizer.
 
-Follows the Zero-to-Hero GPT lecture (`stoi`, `itos`, `encode`, `decode`).
+Follows the Zero-to-Hero GPT lecture (`stoi`, `itos`, `encode`, `decode`): every distinct character
+of the corpus is one token. `BPETokenizer` (bpe.py) and `WordTokenizer` (word_tokenizer.py) follow
+the same protocol, so training, sampling and checkpoints work with any of them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
-from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 
-from .utils import atomic_write
+from .bpe import BPETokenizer
+from .tokenizer_io import JSONFileMixin, ids_to_list, read_json
+from .word_tokenizer import WordTokenizer
 
 _FORMAT = "shakespeare_lm.CharTokenizer"
 
 
-class CharTokenizer:
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What every tokenizer offers: text <-> ids, a vocabulary size, and a JSON form with a type name."""
+
+    kind: ClassVar[str]  # "char", "bpe" or "word": recorded in to_dict() so the right class loads it
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str: ...
+
+    def to_dict(self) -> dict: ...
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Tokenizer: ...
+
+    def save(self, path: str | os.PathLike) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Tokenizer: ...
+
+
+class CharTokenizer(JSONFileMixin):
     """Maps each character of a fixed vocabulary to an integer id and back."""
+
+    kind = "char"
 
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)
@@ -76,19 +105,11 @@ class CharTokenizer:
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         """Token ids (a list or a 1-D tensor) -> text. Raises ValueError on ids out of range."""
-        if isinstance(ids, torch.Tensor):
-            if ids.dim() > 1:
-                raise ValueError(f"decode expects a 1-D sequence of ids, got shape {tuple(ids.shape)}")
-            ids = ids.tolist()
-        try:
-            return "".join(self.itos[int(i)] for i in ids)
-        except KeyError as e:
-            raise ValueError(
-                f"token id {e.args[0]} is out of range for a vocabulary of {self.vocab_size}"
-            ) from None
+        itos = self.itos
+        return "".join(itos[i] for i in ids_to_list(ids, self.vocab_size))
 
     def to_dict(self) -> dict:
-        return {"format": _FORMAT, "version": 1, "chars": self.chars}
+        return {"format": _FORMAT, "version": 1, "kind": self.kind, "chars": self.chars}
 
     @classmethod
     def from_dict(cls, d: dict) -> CharTokenizer:
@@ -96,27 +117,26 @@ class CharTokenizer:
             raise ValueError("not a shakespeare_lm CharTokenizer description")
         return cls(d["chars"])
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary to a JSON file (atomically)."""
-        with atomic_write(path) as f:
-            json.dump(self.to_dict(), f, ensure_ascii=False, indent=1)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> CharTokenizer:
-        """Read a vocabulary written by `save`."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"tokenizer file {path} is not valid JSON: {e}") from None
-        try:
-            return cls.from_dict(d)
-        except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+TOKENIZERS: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "bpe": BPETokenizer, "word": WordTokenizer}
+_LEGACY_FORMATS = {_FORMAT: "char"}  # dicts written before tokenizers recorded their kind
 
 
-def tokenizer_from_dict(d: dict) -> CharTokenizer:
-    """Rebuild a tokenizer from its `to_dict()` description (what checkpoints store)."""
-    return CharTokenizer.from_dict(d)
+def tokenizer_from_dict(d: dict) -> Tokenizer:
+    """Rebuild a tokenizer of any kind from its `to_dict()` description (what checkpoints store)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a tokenizer description must be a dict, got {type(d).__name__}")
+    kind = d.get("kind", _LEGACY_FORMATS.get(d.get("format")))
+    if kind not in TOKENIZERS:
+        known = ", ".join(sorted(TOKENIZERS))
+        raise ValueError(f"unknown tokenizer kind {kind!r}: expected one of {known}")
+    return TOKENIZERS[kind].from_dict(d)
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """Read a tokenizer JSON file written by any tokenizer's `save`."""
+    d = read_json(path)
+    try:
+        return tokenizer_from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
