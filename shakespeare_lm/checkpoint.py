@@ -9,35 +9,40 @@ A checkpoint directory holds:
   optimizer.safetensors  optimizer state tensors, keyed `state.<param index>.<name>`
   rng.safetensors        torch CPU / CUDA / data-order generator states
   meta.json              model type + config, train config, tokenizer, step, best val loss,
-                         optimizer param groups, python/numpy RNG, file sizes + sha256, version
+                         optimizer param groups, file sizes + sha256, version
+
+`peek` checks file sizes only (cheap, for choosing a checkpoint); loading checks every sha256 once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
+import errno
 import json
 import os
-import random
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from .tokenizer import CharTokenizer
+from ._version import __version__
+from .distributed import DistInfo, gather_tensors
+from .model import build_model
+from .tokenizer import tokenizer_from_dict
+from .utils import sha256_file
 
 FORMAT = "shakespeare_lm.checkpoint"
 FORMAT_VERSION = 1
 MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, META_FILE = (
     "model.safetensors", "optimizer.safetensors", "rng.safetensors", "meta.json"
 )
+_RNG_KEYS = ("torch_cpu", "data_generator", "cuda")
 
 
 class CheckpointError(RuntimeError):
@@ -53,14 +58,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model.module
         else:
             return model
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -85,26 +82,19 @@ def _jsonable(v: Any) -> Any:
 # --- RNG states -------------------------------------------------------------------------------
 
 def capture_rng_state(data_generator: torch.Generator | None = None, *, info=None, device=None) -> dict:
-    """Every RNG that affects training: torch CPU (dropout), CUDA, python, numpy, and the data order.
+    """Every RNG that training draws from: torch CPU (dropout), CUDA, and the data order.
 
     Under DDP (`info` from distributed.py) this is collective: the torch CPU and data-generator
     states of every rank are gathered (index = rank), so a resumed run continues all of them.
     """
-    from .distributed import DistInfo, gather_tensors
-
     info = info or DistInfo()
     device = device or torch.device("cpu")
-    state: dict[str, Any] = {
+    return {
         "torch_cpu": gather_tensors(torch.get_rng_state(), info, device),
         "data_generator": [] if data_generator is None
         else gather_tensors(data_generator.get_state(), info, device),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": _jsonable(random.getstate()),
     }
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state["numpy"] = {"kind": kind, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss),
-                      "cached_gaussian": float(cached)}
-    return state
 
 
 def restore_rng_state(state: dict, data_generator: torch.Generator | None = None, *, rank: int = 0) -> None:
@@ -118,13 +108,6 @@ def restore_rng_state(state: dict, data_generator: torch.Generator | None = None
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    if state.get("python"):
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if state.get("numpy"):
-        n = state["numpy"]
-        np.random.set_state((n["kind"], np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
 
 
 # --- saving -----------------------------------------------------------------------------------
@@ -143,84 +126,77 @@ def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, tor
                      "scalars": scalars}
 
 
-def save_checkpoint(
-    path: str | os.PathLike,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    tokenizer: CharTokenizer | None = None,
-    train_config=None,
-    *,
-    step: int = 0,
-    best_val_loss: float | None = None,
-    rng_state: dict | None = None,
-    extra: dict | None = None,
-) -> Path:
+def _write(tmp: Path, model, optimizer, tokenizer, train_config, step, best_val_loss, rng_state, extra):
+    config = getattr(model, "config", None)
+    save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt"})  # dedupes tied weights
+    meta: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": __version__,
+        "torch_version": torch.__version__,
+        "model": {"type": type(model).__name__,
+                  "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None},
+        "train_config": _jsonable(dataclasses.asdict(train_config)) if train_config is not None else None,
+        "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
+        "step": int(step), "best_val_loss": None if best_val_loss is None else float(best_val_loss),
+        "optimizer": None, "extra": _jsonable(extra or {}),
+    }
+    tensor_files = {MODEL_FILE: None}
+    if optimizer is not None:
+        tensor_files[OPTIMIZER_FILE], meta["optimizer"] = _optimizer_to_files(optimizer)
+    if rng_state is not None:
+        tensor_files[RNG_FILE] = {f"{key}.{i}": t.cpu().contiguous()
+                                  for key in _RNG_KEYS for i, t in enumerate(rng_state.get(key) or [])}
+    for name, tensors in tensor_files.items():
+        if tensors is not None:
+            save_file(tensors, str(tmp / name))
+        _fsync(tmp / name)
+    meta["files"] = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
+                     for name in tensor_files}
+    with open(tmp / META_FILE, "w", encoding="utf-8") as f:  # last: its presence marks completeness
+        json.dump(meta, f, indent=1, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync(tmp)
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    tokenizer=None, train_config=None, *, step: int = 0, best_val_loss: float | None = None,
+                    rng_state: dict | None = None, extra: dict | None = None) -> Path:
     """Write a checkpoint directory at `path`, atomically replacing any previous one there.
 
     Everything goes to a temporary sibling directory first; the old checkpoint is renamed aside
     only once the new one is complete, then removed. `extra` is any JSON (history, data source).
+    A failed write (disk full, ...) raises CheckpointError and leaves the previous checkpoint as it was.
     """
-    from . import __version__
-
     path = Path(path)
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not (path / META_FILE).is_file() and any(path.iterdir()):
+    parent, old, tmp = path.parent, path.parent / f".{path.name}.old", None
+    if path.is_file() or (path.is_dir() and not (path / META_FILE).is_file() and any(path.iterdir())):
         raise CheckpointError(f"refusing to replace {path}: it exists and is not a checkpoint directory")
-    model = unwrap_model(model)
-    config = getattr(model, "config", None)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    kept = f"the previous checkpoint at {path} was kept" if (path / META_FILE).is_file() else "nothing lost"
     try:
-        files = [MODEL_FILE]
-        save_model(model, str(tmp / MODEL_FILE), metadata={"format": "pt"})  # dedupes tied weights
-        meta: dict[str, Any] = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "torch_version": torch.__version__,
-            "model": {
-                "type": type(model).__name__,
-                "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else None,
-            },
-            "train_config": _jsonable(dataclasses.asdict(train_config)) if train_config is not None else None,
-            "tokenizer": tokenizer.to_dict() if tokenizer is not None else None,
-            "step": int(step),
-            "best_val_loss": None if best_val_loss is None else float(best_val_loss),
-            "optimizer": None,
-            "rng": None,
-            "extra": _jsonable(extra or {}),
-        }
-        if optimizer is not None:
-            tensors, structure = _optimizer_to_files(optimizer)
-            save_file(tensors, str(tmp / OPTIMIZER_FILE))
-            files.append(OPTIMIZER_FILE)
-            meta["optimizer"] = structure
-        if rng_state is not None:
-            tensors = {f"torch_cpu.{i}": t for i, t in enumerate(rng_state.get("torch_cpu") or [])}
-            tensors |= {f"data_generator.{i}": t for i, t in enumerate(rng_state.get("data_generator") or [])}
-            tensors |= {f"cuda.{i}": t.cpu() for i, t in enumerate(rng_state.get("cuda") or [])}
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / RNG_FILE))
-            files.append(RNG_FILE)
-            meta["rng"] = {"python": rng_state.get("python"), "numpy": rng_state.get("numpy")}
-        for name in files:
-            _fsync(tmp / name)
-        meta["files"] = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
-                         for name in files}
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:  # last: its presence marks completeness
-            json.dump(meta, f, indent=1, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync(tmp)
-        old = parent / f".{path.name}.old"
+        parent.mkdir(parents=True, exist_ok=True)
+        # A save killed mid-write leaves its temporary directory behind; the run lock means no other
+        # save into this directory is running, so any found now is debris.
+        for stale in parent.glob(f".{path.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+        _write(tmp, unwrap_model(model), optimizer, tokenizer, train_config, step, best_val_loss,
+               rng_state, extra)
         if path.exists():
             if old.exists():
                 shutil.rmtree(old)  # stale: `path` itself is the newer checkpoint
             os.replace(path, old)
         os.replace(tmp, path)
         _fsync(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(e, OSError | SafetensorError):
+            raise
+        # safetensors reports I/O errors as SafetensorError("... (os error 28)"), without an errno
+        full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "os error 28" in str(e)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise CheckpointError(f"{'disk full while saving' if full else 'could not save'} {path}: "
+                              f"{reason}; {kept}") from e
     shutil.rmtree(old, ignore_errors=True)
     return path
 
@@ -231,8 +207,10 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
     """The checkpoint directory for `path`: itself, its `checkpoint/` (a run directory), or the
     `.name.old` copy a save left behind if it was killed between its two renames."""
     p = Path(path).expanduser()
-    candidates = [p, p / "checkpoint", p.parent / f".{p.name}.old", p / ".checkpoint.old"]
-    for c in candidates:
+    if p.is_file():
+        raise CheckpointError(f"{p} is a file; pass the checkpoint directory that contains it ({p.parent}) "
+                              "or the run directory")
+    for c in (p, p / "checkpoint", p.parent / f".{p.name}.old", p / ".checkpoint.old"):
         if (c / META_FILE).is_file():
             return c
     if not p.exists():
@@ -241,23 +219,9 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
                           f"or {p / 'checkpoint' / META_FILE} (a training run directory)")
 
 
-def find_resume_checkpoint(path: str | os.PathLike) -> Path:
-    """For resuming: the newest (highest step) of a run directory's `checkpoint/` and `interrupted/`."""
-    p = Path(path).expanduser()
-    if (p / META_FILE).is_file():
-        return p
-    found = []
-    for name in ("checkpoint", "interrupted"):
-        with contextlib.suppress(CheckpointError):
-            d = resolve_checkpoint_dir(p / name)
-            found.append((read_meta(d)["step"], name == "interrupted", d))
-    if not found:
-        return resolve_checkpoint_dir(p)  # raises a helpful error (or finds a recovered copy)
-    return max(found)[2]
-
-
-def read_meta(path: str | os.PathLike, *, verify: bool = True) -> dict:
-    """meta.json of a checkpoint, after checking that every file it lists is present and intact."""
+def peek(path: str | os.PathLike) -> dict:
+    """meta.json of a checkpoint (plus `path`), after checking that every file it lists is present
+    with the recorded size. Cheap: no hashing; `read_meta` also verifies the contents."""
     d = resolve_checkpoint_dir(path)
     try:
         meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
@@ -272,26 +236,61 @@ def read_meta(path: str | os.PathLike, *, verify: bool = True) -> dict:
         f = d / name
         if not f.is_file():
             raise CheckpointError(f"checkpoint {d} is incomplete: {name} is missing")
-        size = f.stat().st_size
-        if size != info["bytes"]:
+        size, expected = f.stat().st_size, info["bytes"]
+        if size != expected:
+            why = "truncated copy?" if size < expected else "modified or appended to?"
             raise CheckpointError(f"checkpoint {d} is corrupted: {name} has {size} bytes, expected "
-                                  f"{info['bytes']} (truncated copy?)")
-        if verify and _sha256(f) != info["sha256"]:
-            raise CheckpointError(f"checkpoint {d} is corrupted: {name} does not match its sha256")
+                                  f"{expected} ({why})")
     meta["path"] = str(d)
     return meta
 
 
+def read_meta(path: str | os.PathLike) -> dict:
+    """meta.json of a checkpoint (plus `path`), after checking that every file it lists is intact."""
+    meta = peek(path)
+    d = Path(meta["path"])
+    for name, info in (meta.get("files") or {}).items():
+        if sha256_file(d / name) != info["sha256"]:
+            raise CheckpointError(f"checkpoint {d} is corrupted: {name} does not match its sha256")
+    return meta
+
+
+def find_resume_checkpoint(path: str | os.PathLike) -> Path:
+    """For resuming: the newest (highest step) of a run directory's `checkpoint/` and `interrupted/`."""
+    p = Path(path).expanduser()
+    if (p / META_FILE).is_file():
+        return p
+    found = []
+    for name in ("checkpoint", "interrupted"):
+        with contextlib.suppress(CheckpointError):
+            meta = peek(p / name)
+            found.append((meta["step"], name == "interrupted", Path(meta["path"])))
+    if not found:
+        return resolve_checkpoint_dir(p)  # raises a helpful error (or finds a recovered copy)
+    return max(found)[2]
+
+
 def _load_weights(model: nn.Module, d: Path, device: str | torch.device) -> None:
+    f = d / MODEL_FILE
+    mine = model.state_dict()
     try:
-        missing, unexpected = load_model(model, str(d / MODEL_FILE), strict=False, device=str(device))
+        with safe_open(str(f), framework="pt") as st:
+            saved = {k: list(st.get_slice(k).get_shape()) for k in st.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"cannot read {d / MODEL_FILE}: {e}") from None
-    except RuntimeError as e:  # shape mismatch
-        raise CheckpointError(f"weights in {d} do not fit this model: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read {f}: {e}") from None
+    wrong = [f"{k} is {saved[k]} in the checkpoint but {list(mine[k].shape)} in the model"
+             for k in saved if k in mine and saved[k] != list(mine[k].shape)]
+    if wrong:
+        more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        raise CheckpointError(f"weights in {d} do not fit this {type(model).__name__}: "
+                              f"{'; '.join(wrong[:3])}{more}")
+    try:
+        missing, unexpected = load_model(model, str(f), strict=False, device=str(device))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"cannot load {f}: {' '.join(str(e).split())}") from None
     if missing or unexpected:
-        raise CheckpointError(f"weights in {d} do not fit this model: missing {sorted(missing)[:5]}, "
-                              f"unexpected {sorted(unexpected)[:5]}")
+        raise CheckpointError(f"weights in {d} do not fit this {type(model).__name__}: missing "
+                              f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
 
 
 def _check_model_matches(model: nn.Module, meta: dict, d: Path) -> None:
@@ -313,8 +312,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     `path` is a checkpoint directory or a training run directory (its `checkpoint/` is used).
     tokenizer is None if none was saved. Raises CheckpointError if anything is missing or wrong.
     """
-    from .model import build_model
-
     meta = read_meta(path)
     d = Path(meta["path"])
     m = meta.get("model") or {}
@@ -329,18 +326,40 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     tokenizer = None
     if meta.get("tokenizer") is not None:
         try:
-            tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
-        except ValueError as e:
+            tokenizer = tokenizer_from_dict(meta["tokenizer"])
+        except (ValueError, TypeError, KeyError) as e:
             raise CheckpointError(f"checkpoint {d} has a broken tokenizer: {e}") from None
     return model.to(device).eval(), tokenizer, meta
 
 
-def load_training_state(
-    path: str | os.PathLike,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    device: str | torch.device = "cpu",
-) -> dict:
+def _load_tensors(f: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(f))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot read {f}: {e}") from None
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, meta: dict, d: Path) -> None:
+    if meta.get("optimizer") is None:
+        raise CheckpointError(f"checkpoint {d} has no optimizer state to resume from")
+    tensors = _load_tensors(d / OPTIMIZER_FILE)
+    state: dict[int, dict] = {}
+    for key, t in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = t
+    for idx, scalars in meta["optimizer"]["scalars"].items():
+        state.setdefault(int(idx), {}).update(scalars)
+    groups = [dict(g) for g in meta["optimizer"]["param_groups"]]
+    for g in groups:
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"optimizer state in {d} does not fit this optimizer: {e}") from None
+
+
+def load_training_state(path: str | os.PathLike, model: nn.Module, optimizer=None, device="cpu") -> dict:
     """Load weights (and optimizer state) into existing objects for resuming; returns meta with
     `rng_state` (for restore_rng_state) added."""
     meta = read_meta(path)
@@ -349,36 +368,10 @@ def load_training_state(
     _check_model_matches(model, meta, d)
     _load_weights(model, d, device)
     if optimizer is not None:
-        if meta.get("optimizer") is None:
-            raise CheckpointError(f"checkpoint {d} has no optimizer state to resume from")
-        try:
-            tensors = load_file(str(d / OPTIMIZER_FILE))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"cannot read {d / OPTIMIZER_FILE}: {e}") from None
-        state: dict[int, dict] = {}
-        for key, t in tensors.items():
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = t
-        for idx, scalars in meta["optimizer"]["scalars"].items():
-            state.setdefault(int(idx), {}).update(scalars)
-        groups = [dict(g) for g in meta["optimizer"]["param_groups"]]
-        for g in groups:
-            if isinstance(g.get("betas"), list):
-                g["betas"] = tuple(g["betas"])
-        try:
-            optimizer.load_state_dict({"state": state, "param_groups": groups})
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise CheckpointError(f"optimizer state in {d} does not fit this optimizer: {e}") from None
-    rng: dict[str, Any] = {}
-    if meta.get("rng") is not None:
-        try:
-            tensors = load_file(str(d / RNG_FILE))
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"cannot read {d / RNG_FILE}: {e}") from None
-        for prefix in ("torch_cpu", "data_generator", "cuda"):
-            keys = [k for k in tensors if k.startswith(prefix + ".")]
-            keys.sort(key=lambda k: int(k.split(".")[1]))
-            rng[prefix] = [tensors[k] for k in keys]
-        rng.update(meta["rng"])
-    meta["rng_state"] = rng
+        _load_optimizer(optimizer, meta, d)
+    # older checkpoints also hold python/numpy RNG states (meta["rng"]): nothing draws from them
+    t = _load_tensors(d / RNG_FILE) if RNG_FILE in (meta.get("files") or {}) else {}
+    meta["rng_state"] = rng = {key: [] for key in _RNG_KEYS}
+    for name in sorted(t, key=lambda k: int(k.rsplit(".", 1)[1])):  # "torch_cpu.<rank>"
+        rng[name.rsplit(".", 1)[0]].append(t[name])
     return meta
