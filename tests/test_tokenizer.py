@@ -1,4 +1,4 @@
-"""CharTokenizer: round trips, the unknown-character error, JSON save/load."""
+"""CharTokenizer: round trips, the unknown-character error, JSON save/load; the protocol and registry."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shakespeare_lm import CharTokenizer
+from shakespeare_lm.tokenizer import (
+    TOKENIZERS,
+    BPETokenizer,
+    Tokenizer,
+    WordTokenizer,
+    load_tokenizer,
+    tokenizer_from_dict,
+)
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz ABC!?\n'é"
 TOK = CharTokenizer.from_text(ALPHABET)
@@ -86,3 +94,52 @@ def test_shakespeare_vocab(shakespeare_text):
     assert tok.vocab_size == 65
     assert "".join(tok.chars[:13]) == "\n !$&',-.3:;?"
     assert tok.decode(tok.encode(shakespeare_text[:1000])) == shakespeare_text[:1000]
+
+
+def test_every_tokenizer_follows_the_protocol():
+    toks = [TOK, BPETokenizer.train(ALPHABET * 3, 260), WordTokenizer.train(ALPHABET, 10)]
+    assert [t.kind for t in toks] == ["char", "bpe", "word"]
+    for tok in toks:
+        assert isinstance(tok, Tokenizer)
+        assert TOKENIZERS[tok.kind] is type(tok)
+        assert tok.to_dict()["kind"] == tok.kind
+        assert tok.decode(tok.encode("ABC!")) == "ABC!"
+
+
+def test_tokenizer_from_dict_dispatches_on_kind(tmp_path):
+    for tok in (TOK, BPETokenizer.train(ALPHABET * 3, 260), WordTokenizer.train(ALPHABET, 10)):
+        d = json.loads(json.dumps(tok.to_dict()))  # what a checkpoint's JSON gives back
+        assert type(tokenizer_from_dict(d)) is type(tok) and tokenizer_from_dict(d) == tok
+        tok.save(tmp_path / f"{tok.kind}.json")
+        assert load_tokenizer(tmp_path / f"{tok.kind}.json") == tok
+
+
+def test_old_char_tokenizer_dicts_still_load():
+    # What checkpoints written before tokenizers recorded their kind hold.
+    old = {"format": "shakespeare_lm.CharTokenizer", "version": 1, "chars": TOK.chars}
+    assert tokenizer_from_dict(old) == TOK
+    assert CharTokenizer.from_dict(old) == TOK
+
+
+def test_tokenizer_from_dict_errors():
+    with pytest.raises(ValueError, match="kind 'sentencepiece': expected one of bpe, char, word"):
+        tokenizer_from_dict({"kind": "sentencepiece"})
+    with pytest.raises(ValueError, match="unknown tokenizer kind None"):
+        tokenizer_from_dict({"hello": 1})
+    with pytest.raises(ValueError, match="must be a dict"):
+        tokenizer_from_dict(["a"])
+    with pytest.raises(ValueError, match="BPETokenizer"):  # kind and contents disagree
+        tokenizer_from_dict({**TOK.to_dict(), "kind": "bpe"})
+
+
+def test_load_tokenizer_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tokenizer file not found"):
+        load_tokenizer(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_tokenizer(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"kind": "nope"}))
+    with pytest.raises(ValueError, match="other.json: unknown tokenizer kind 'nope'"):
+        load_tokenizer(other)
