@@ -39,6 +39,10 @@ class _PairIndex:
         self.prv: list[int] = []
         self.weight: list[int] = []
         self.starts: list[int] = []
+        self.counts: dict[tuple[int, int], int] = defaultdict(int)
+        # Positions where each pair starts. Entries go stale when a neighbour merges; `merge` checks.
+        self.where: dict[tuple[int, int], list[int]] = defaultdict(list)
+        counts, where = self.counts, self.where
         for seq, w in zip(seqs, weights, strict=True):
             start, n = len(self.tok), len(seq)
             self.starts.append(start if n else -1)
@@ -48,51 +52,45 @@ class _PairIndex:
             self.weight.extend([w] * n)
             if n:
                 self.prv[start], self.nxt[-1] = -1, -1
-        self.counts: dict[tuple[int, int], int] = defaultdict(int)
-        # Positions where each pair starts. Entries go stale when a neighbour merges; `merge` checks.
-        self.where: dict[tuple[int, int], list[int]] = defaultdict(list)
-        tok, nxt, weight, counts, where = self.tok, self.nxt, self.weight, self.counts, self.where
-        for i, pair in enumerate(zip(tok, tok[1:], strict=False)):
-            if nxt[i] != -1:
-                counts[pair] += weight[i]
+            pairs = list(zip(seq, seq[1:], strict=False))
+            for pair, c in Counter(pairs).items():
+                counts[pair] += c * w
+            for i, pair in enumerate(pairs, start):
                 where[pair].append(i)
-
-    def _drop(self, pair: tuple[int, int], w: int, changed: set) -> None:
-        c = self.counts[pair] - w
-        if c:
-            self.counts[pair] = c
-        else:
-            del self.counts[pair]
-        changed.add(pair)
-
-    def _add(self, pair: tuple[int, int], i: int, w: int, changed: set) -> None:
-        self.counts[pair] += w
-        self.where[pair].append(i)
-        changed.add(pair)
 
     def merge(self, pair: tuple[int, int], new_id: int) -> set[tuple[int, int]]:
         """Replace each occurrence of `pair`, left to right, by `new_id`; return pairs whose count changed."""
         a, b = pair
         tok, nxt, prv, weight = self.tok, self.nxt, self.prv, self.weight
+        counts, where = self.counts, self.where
         changed: set[tuple[int, int]] = set()
         # Left to right, as a fresh scan would: in "aaa" the pair (a, a) merges once, at the start.
-        for i in sorted(set(self.where.pop(pair, ()))):
+        for i in sorted(set(where.pop(pair, ()))):
             j = nxt[i]
             if tok[i] != a or j == -1 or tok[j] != b:
                 continue  # stale: an earlier merge in this pass (or before) used one of the two tokens
             w, p, n = weight[i], prv[i], nxt[j]
-            if p != -1:
-                self._drop((tok[p], a), w, changed)
-            if n != -1:
-                self._drop((b, tok[n]), w, changed)
-            self._drop(pair, w, changed)
             tok[i], tok[j], nxt[i] = new_id, -1, n
-            if n != -1:
+            if p != -1:  # (x, a) becomes (x, new_id)
+                old, new = (tok[p], a), (tok[p], new_id)
+                counts[old] -= w
+                counts[new] += w
+                where[new].append(p)
+                changed.add(old)
+                changed.add(new)
+            if n != -1:  # (b, y) becomes (new_id, y)
                 prv[n] = i
-                self._add((new_id, tok[n]), i, w, changed)
-            if p != -1:
-                self._add((tok[p], new_id), p, w, changed)
+                old, new = (b, tok[n]), (new_id, tok[n])
+                counts[old] -= w
+                counts[new] += w
+                where[new].append(i)
+                changed.add(old)
+                changed.add(new)
+        counts.pop(pair, None)  # every occurrence is gone
         changed.discard(pair)
+        for q in changed:
+            if not counts[q]:
+                del counts[q]
         return changed
 
     def sequences(self) -> list[list[int]]:
