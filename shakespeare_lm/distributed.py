@@ -74,6 +74,15 @@ def all_ranks_agree(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def all_ranks_min(value: int, info: DistInfo, device: torch.device) -> int:
+    """The smallest of every rank's `value`, so all ranks use the same number (e.g. where to stop)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def gather_tensors(t: torch.Tensor, info: DistInfo, device: torch.device) -> list[torch.Tensor]:
     """Every rank's copy of a same-shaped CPU tensor (e.g. RNG states), in rank order, on CPU."""
     if not info.enabled:

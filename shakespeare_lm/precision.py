@@ -1,17 +1,20 @@
-"""Mixed precision: which autocast dtype to train in, on which device, and the autocast context.
+"""How fast a step runs: the autocast dtype to train in (mixed precision), and torch.compile.
 
 Follows nanoGPT's `ptdtype` / `ctx` setup (bf16 where supported, fp16 with a GradScaler on older
-GPUs), plus a CPU rule measured on these machines (GUIDE §7): bf16 pays off only for bigger models.
+GPUs) and its `compile` flag, plus a CPU rule measured on 2-core AMX Xeons: bf16 pays off only for
+bigger models.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 from torch import nn
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+COMPILE_MODES = ("off", "auto", "on")
 
 # On CPU, bf16 autocast pays off only for bigger matmuls. Measured on a 2-core AMX Xeon (train
 # step, bf16 vs fp32): 0.8M params (4 layers/128, block 64) 1.5-2.6x SLOWER; 3.2M (4 layers/256,
@@ -62,3 +65,41 @@ def autocast_context(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def compile_model(model: nn.Module, mode: str, device: torch.device, dtype: torch.dtype,
+                  batch: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    """torch.compile per TrainConfig.compile ("off" | "auto" | "on"), decided by a trial on `batch`.
+
+    "auto" compiles on CUDA only: on CPU, compiling these small models costs more seconds than it
+    saves in a short run. The trial runs a training step's forward and backward and an eval forward
+    (so both graphs compile now, not in the loop), leaving the RNG and the gradients as they were.
+    If it fails, "on" raises and "auto" warns and returns the eager model.
+    """
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(map(repr, COMPILE_MODES))}, got {mode!r}")
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return model
+    compiled = torch.compile(model)
+    x, y = batch  # (B, T)
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout's RNG
+            model.train()
+            with autocast_context(device, dtype):
+                _, loss = compiled(x, y)
+            loss.backward()
+            model.eval()
+            with torch.no_grad(), autocast_context(device, dtype):
+                compiled(x, y)
+    except Exception as e:
+        if mode == "on":
+            raise
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        warnings.warn(f"torch.compile failed ({type(e).__name__}: {first_line}); training uncompiled",
+                      stacklevel=2)
+        return model
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return compiled

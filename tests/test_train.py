@@ -64,50 +64,6 @@ def test_train_works_for_bigram(corpus):
     assert history.val_loss[-1] < history.val_loss[0]
 
 
-def test_lr_schedule_warmup_cosine_min_lr():
-    c = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110)
-    assert get_lr(0, c) == pytest.approx(1 / 11)
-    assert get_lr(9, c) == pytest.approx(10 / 11)
-    assert get_lr(10, c) == pytest.approx(1.0)  # peak after warmup
-    assert get_lr(60, c) == pytest.approx(0.55)  # half-way down the cosine
-    assert get_lr(110, c) == pytest.approx(0.1)
-    assert get_lr(500, c) == pytest.approx(0.1)
-    lrs = [get_lr(s, c) for s in range(10, 111)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
-    assert TrainConfig(learning_rate=3e-3).final_lr == pytest.approx(3e-4)
-
-
-def test_lr_schedule_wsd_holds_peak_then_decays_linearly():
-    c = TrainConfig(learning_rate=1.0, min_lr=0.0, warmup_iters=10, max_iters=100,
-                    lr_schedule="wsd", decay_fraction=0.4)
-    assert get_lr(0, c) == pytest.approx(1 / 11)  # same warmup as cosine
-    assert get_lr(10, c) == pytest.approx(1.0)
-    assert get_lr(59, c) == pytest.approx(1.0)  # stable until the last 40 steps
-    assert get_lr(60, c) == pytest.approx(1.0)  # decay starts at 100 - 40
-    assert get_lr(80, c) == pytest.approx(0.5)  # linear: half-way down
-    assert get_lr(99, c) == pytest.approx(1 / 40)
-    assert get_lr(100, c) == pytest.approx(0.0)
-    assert get_lr(500, c) == pytest.approx(0.0)
-    lrs = [get_lr(s, c) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
-    # decays to min_lr by lr_decay_iters; the decay never starts inside the warmup
-    c = dataclasses.replace(c, min_lr=0.2, lr_decay_iters=50, decay_fraction=1.0)
-    assert get_lr(10, c) == pytest.approx(1.0)
-    assert get_lr(30, c) == pytest.approx(0.6)
-    assert get_lr(50, c) == pytest.approx(0.2)
-    assert get_lr(99, c) == pytest.approx(0.2)
-    assert TrainConfig().lr_schedule == "cosine"  # the default is unchanged
-    assert TrainConfig.from_dict(c.to_dict()) == c  # JSON-friendly
-
-
-def test_lr_schedule_validation():
-    with pytest.raises(ValueError, match="lr_schedule must be one of"):
-        TrainConfig(lr_schedule="linear")
-    for bad in (0.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match="decay_fraction must be in"):
-            TrainConfig(lr_schedule="wsd", decay_fraction=bad)
-
-
 def test_config_validation_is_actionable():
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         TrainConfig(batch_size=0)
@@ -130,19 +86,6 @@ def test_block_size_larger_than_model_is_refused(corpus):
     tok, tr, va = corpus
     with pytest.raises(ValueError, match="exceeds the model's block_size"):
         train(tiny_gpt(tok), tr, va, cfg(block_size=32))
-
-
-def test_decay_and_no_decay_groups(corpus):
-    tok, *_ = corpus
-    model = tiny_gpt(tok)
-    decay, no_decay = param_groups(model, 0.1)
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
-    ids = [id(p) for p in decay["params"] + no_decay["params"]]
-    assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # tied weight once
-    assert any(p is model.token_embedding_table.weight for p in decay["params"])
-    opt = configure_optimizer(model, cfg(), torch.device("cpu"))
-    assert len(opt.param_groups) == 2
 
 
 def test_embedding_lr_mult_gets_its_own_group(corpus):
@@ -177,39 +120,6 @@ def test_grad_accumulation_matches_bigger_batch(corpus):
     train(b, tr, va, cfg(batch_size=8, grad_accum_steps=1, max_iters=2, grad_clip=None))
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
-
-
-def test_estimate_loss_uses_fixed_batches(corpus):
-    tok, tr, va = corpus
-    model = tiny_gpt(tok)
-    g = torch.Generator().manual_seed(5)
-    first = estimate_loss(model, {"train": tr, "val": va}, 4, 16, 3, g)
-    second = estimate_loss(model, {"train": tr, "val": va}, 4, 16, 3, g)
-    assert first == second and set(first) == {"train", "val"}
-    assert model.training  # mode restored
-
-
-def test_evaluate_units(corpus):
-    tok, _, va = corpus
-    result = evaluate(tiny_gpt(tok), va, block_size=16, batch_size=8)
-    assert result.bits_per_char == pytest.approx(result.loss / math.log(2))
-    assert result.perplexity == pytest.approx(math.exp(result.loss))
-    assert result.tokens == len(va) - 1
-    assert result.loss == pytest.approx(math.log(tok.vocab_size), abs=0.5)  # untrained ~ ln V
-
-
-def test_evaluate_every_nth_window_is_the_mean_over_those_windows(corpus):
-    tok, _, va = corpus
-    model = tiny_gpt(tok).eval()
-    sample = evaluate(model, va, block_size=16, batch_size=4, every=3)
-    n_full = (len(va) - 1) // 16
-    assert sample.tokens == len(range(0, n_full, 3)) * 16
-    with torch.no_grad():
-        losses = [model(va[i * 16 : i * 16 + 16][None], va[i * 16 + 1 : i * 16 + 17][None])[1].item()
-                  for i in range(0, n_full, 3)]
-    assert sample.loss == pytest.approx(sum(losses) / len(losses), rel=1e-5)
-    assert evaluate(model, va, block_size=16, batch_size=4, every=1) == evaluate(model, va, block_size=16,
-                                                                                   batch_size=4)
 
 
 def test_nan_loss_raises_naming_step_and_keeps_checkpoint(corpus, tmp_path):
@@ -305,8 +215,3 @@ def test_max_time_stops(corpus):
     tok, tr, va = corpus
     history = train(tiny_gpt(tok), tr, va, cfg(max_iters=100_000, eval_interval=1000, max_time=0.5))
     assert history.stop_reason == "max_time" and history.steps[-1] < 100_000
-
-
-def test_train_config_is_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        TrainConfig().batch_size = 3

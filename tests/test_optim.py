@@ -1,0 +1,120 @@
+"""Tests for the optimizer and its schedule: parameter groups, plain-argument AdamW, warmup + cosine / WSD,
+and fitting a schedule to a time budget."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from shakespeare_lm import CharTokenizer
+from shakespeare_lm.model import GPT, get_preset
+from shakespeare_lm.optim import configure_optimizer, get_lr, param_groups, steps_that_fit
+from shakespeare_lm.train import TrainConfig
+
+PACKAGE = Path(__file__).resolve().parent.parent / "shakespeare_lm"
+
+
+@pytest.fixture
+def corpus(tiny_text):
+    return (CharTokenizer.from_text(tiny_text),)
+
+
+def tiny_gpt(tok, seed=0):
+    torch.manual_seed(seed)
+    return GPT(get_preset("tiny", vocab_size=tok.vocab_size))
+
+
+def test_decay_and_no_decay_groups(corpus):
+    tok, *_ = corpus
+    model = tiny_gpt(tok)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    ids = [id(p) for p in decay["params"] + no_decay["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # tied weight once
+    assert any(p is model.token_embedding_table.weight for p in decay["params"])
+    opt = configure_optimizer(model, 3e-3, (0.8, 0.95), 0.2, device="cpu")
+    assert [(g["lr"], g["betas"], g["weight_decay"]) for g in opt.param_groups] == [
+        (3e-3, (0.8, 0.95), 0.2), (3e-3, (0.8, 0.95), 0.0)]
+
+
+def test_lr_schedule_warmup_cosine_min_lr():
+    c = TrainConfig(learning_rate=1.0, min_lr=0.1, warmup_iters=10, max_iters=110)
+    assert get_lr(0, c) == pytest.approx(1 / 11)
+    assert get_lr(9, c) == pytest.approx(10 / 11)
+    assert get_lr(10, c) == pytest.approx(1.0)  # peak after warmup
+    assert get_lr(60, c) == pytest.approx(0.55)  # half-way down the cosine
+    assert get_lr(110, c) == pytest.approx(0.1)
+    assert get_lr(500, c) == pytest.approx(0.1)
+    lrs = [get_lr(s, c) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert TrainConfig(learning_rate=3e-3).final_lr == pytest.approx(3e-4)
+
+
+def test_lr_schedule_wsd_holds_peak_then_decays_linearly():
+    c = TrainConfig(learning_rate=1.0, min_lr=0.0, warmup_iters=10, max_iters=100,
+                    lr_schedule="wsd", decay_fraction=0.4)
+    assert get_lr(0, c) == pytest.approx(1 / 11)  # same warmup as cosine
+    assert get_lr(10, c) == pytest.approx(1.0)
+    assert get_lr(59, c) == pytest.approx(1.0)  # stable until the last 40 steps
+    assert get_lr(60, c) == pytest.approx(1.0)  # decay starts at 100 - 40
+    assert get_lr(80, c) == pytest.approx(0.5)  # linear: half-way down
+    assert get_lr(99, c) == pytest.approx(1 / 40)
+    assert get_lr(100, c) == pytest.approx(0.0)
+    assert get_lr(500, c) == pytest.approx(0.0)
+    lrs = [get_lr(s, c) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+    # decays to min_lr by lr_decay_iters; the decay never starts inside the warmup
+    c = dataclasses.replace(c, min_lr=0.2, lr_decay_iters=50, decay_fraction=1.0)
+    assert get_lr(10, c) == pytest.approx(1.0)
+    assert get_lr(30, c) == pytest.approx(0.6)
+    assert get_lr(50, c) == pytest.approx(0.2)
+    assert get_lr(99, c) == pytest.approx(0.2)
+    assert TrainConfig.from_dict(c.to_dict()) == c  # JSON-friendly
+
+
+def test_lr_schedule_validation():
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="linear")
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="decay_fraction must be in"):
+            TrainConfig(lr_schedule="wsd", decay_fraction=bad)
+
+
+def test_get_lr_is_the_same_function_from_train():
+    train_module = importlib.import_module("shakespeare_lm.train")  # the package's `train` is the function
+    assert train_module.get_lr is get_lr  # notebooks call shakespeare_lm.train.get_lr(step, config)
+
+
+def test_steps_that_fit_the_budget():
+    assert steps_that_fit(10, 90.0, 1.5, 1000) == 70  # 60 more steps of 1.5 s
+    assert steps_that_fit(10, 9000.0, 1.5, 1000) == 1000  # never past max_iters
+    assert steps_that_fit(10, -5.0, 1.5, 1000) == 11  # out of time: finish this step
+    assert steps_that_fit(10, 90.0, 0.0, 1000) == 1000  # no measurement: keep max_iters
+
+
+def _imports(path: Path):
+    """(module imported, inside a function?) for every relative import of a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+                   for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            for name in names:
+                yield name, id(node) in in_function
+
+
+@pytest.mark.parametrize("module", ["optim", "train", "train_config", "history", "preflight", "precision",
+                                    "distributed", "evaluation"])
+def test_training_core_imports_its_own_modules_at_the_top_without_circles(module):
+    found = list(_imports(PACKAGE / f"{module}.py"))
+    assert not [name for name, inside in found if inside], "function-level import of the package's modules"
+    assert "__init__" not in {name for name, _ in found} and None not in {name for name, _ in found}
+    if module != "train":
+        assert "train" not in {name for name, _ in found}  # nothing imports the loop back
