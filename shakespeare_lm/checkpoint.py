@@ -194,7 +194,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
             raise
         # safetensors reports I/O errors as SafetensorError("... (os error 28)"), without an errno
         full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "os error 28" in str(e)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).split("I/O error: ")[-1]
         raise CheckpointError(f"{'disk full while saving' if full else 'could not save'} {path}: "
                               f"{reason}; {kept}") from e
     shutil.rmtree(old, ignore_errors=True)

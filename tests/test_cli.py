@@ -24,6 +24,7 @@ def corpus_file(tmp_path, tiny_text):
     return path
 
 
+@pytest.mark.slow
 def test_train_generate_evaluate(tmp_path, corpus_file, capsys):
     run = tmp_path / "run"
     rc = main(["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file),

@@ -121,7 +121,7 @@ def test_a_second_training_into_the_same_out_is_refused_and_ctrl_c_reports_the_r
         while not (run / "checkpoint" / "meta.json").exists():  # the step-0 evaluation was saved
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
             time.sleep(0.1)
-        for extra in ([], ["--resume"], ["--overwrite"]):
+        for extra in (["--resume"], ["--overwrite"]):  # either would spoil the first run without the lock
             second = subprocess.run(
                 [sys.executable, "-m", "shakespeare_lm", "train", "--preset", "tiny", "--out", run,
                  "--data", corpus, "--max-iters", "5", "--no-progress", *extra],
