@@ -178,14 +178,11 @@ def _saved_source(meta: dict) -> str | None:
     return None if source in (None, "tinyshakespeare") else source
 
 
-def _encode(tokenizer, text: str) -> torch.Tensor:
-    return torch.tensor(tokenizer.encode(text), dtype=torch.long)
-
-
-def _check_corpus(tokenizer, text: str) -> None:
-    unknown = tokenizer.unknown_chars(text)
-    if unknown:
-        raise CLIError(f"the corpus has characters the checkpoint's vocabulary lacks: {unknown[:10]!r}")
+def _encode(tokenizer, text: str, what: str) -> torch.Tensor:
+    try:  # a character tokenizer names the characters its vocabulary lacks
+        return torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    except ValueError as e:
+        raise CLIError(f"{what} does not fit the checkpoint's tokenizer: {e}") from None
 
 
 def _check_run_dir(out: Path, args) -> None:
@@ -235,7 +232,6 @@ def cmd_train(args) -> int:
     base = dataclasses.asdict(get_train_preset(preset)) if preset in TRAIN_PRESETS else {}
     if saved is not None:
         tokenizer = tokenizer_from_dict(saved["tokenizer"])
-        _check_corpus(tokenizer, text)
         model = build_model(saved["model"]["type"], saved["model"]["config"])
         base.update(saved.get("train_config") or {})
     else:
@@ -257,7 +253,7 @@ def cmd_train(args) -> int:
     base.update({k: v for k, v in cli.items() if v is not None})
     base.update(out_dir=str(out), progress=not args.no_progress)
     config = TrainConfig.from_dict(base)
-    train_data, val_data = train_val_split(_encode(tokenizer, text))
+    train_data, val_data = train_val_split(_encode(tokenizer, text, f"the corpus {source}"))
     if info.is_main:
         n = sum(p.numel() for p in model.parameters())
         print(f"{'resuming' if saved else 'training'} {preset}: {n / 1e6:.2f}M parameters, "
@@ -301,10 +297,7 @@ def _load(args) -> tuple:
 def cmd_generate(args) -> int:
     model, tokenizer, _, device = _load(args)
     prompt = default_prompt(tokenizer) if args.prompt is None else args.prompt
-    unknown = tokenizer.unknown_chars(prompt)
-    if unknown:
-        shown = ", ".join(map(repr, unknown[:10]))
-        raise CLIError(f"prompt contains characters not in the vocabulary: {shown}")
+    _encode(tokenizer, prompt, "the prompt")
     kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
               top_p=args.top_p, seed=args.seed, device=device, window_stride=args.window_stride)
     if args.stream:
@@ -319,8 +312,7 @@ def cmd_generate(args) -> int:
 def cmd_evaluate(args) -> int:
     model, tokenizer, meta, device = _load(args)
     text, source = _load_corpus(args.data if args.data is not None else _saved_source(meta))
-    _check_corpus(tokenizer, text)
-    _, val_data = train_val_split(_encode(tokenizer, text))
+    _, val_data = train_val_split(_encode(tokenizer, text, f"the corpus {source}"))
     block_size = getattr(model, "block_size", None) or (meta.get("train_config") or {}).get("block_size")
     r = evaluate(model, val_data.to(device), block_size, args.batch_size)
     if args.json:

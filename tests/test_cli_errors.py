@@ -189,6 +189,19 @@ def test_generate_default_prompt_works_without_a_newline_in_the_vocabulary(tmp_p
     assert out.startswith(" ") and len(out) == 1 + 20 + 1 and set(out[:-1]) <= set(tok.chars)
 
 
+def test_text_outside_the_vocabulary_is_named(tmp_path, run, capsys):
+    rc, _, err = _call(["generate", "--checkpoint", run, "--prompt", "ROMEO: é"], capsys)
+    assert rc == 2 and "the prompt does not fit the checkpoint's tokenizer" in _one_error_line(err)
+    assert "'é'" in err
+    other = tmp_path / "other.txt"
+    other.write_text("Zounds! €5 " * 50)
+    for argv in (["evaluate", "--checkpoint", run, "--data", other],
+                 ["train", "--out", run, "--resume", "--max-iters", "20", "--data", other, "--no-progress"]):
+        rc, _, err = _call(argv, capsys)
+        assert rc == 2 and "'€'" in err
+        assert f"the corpus {other} does not fit the checkpoint's tokenizer" in _one_error_line(err)
+
+
 class _InterruptOn(importlib.abc.MetaPathFinder):
     """Raises KeyboardInterrupt when `name` is imported: a Ctrl-C while that import runs."""
 
