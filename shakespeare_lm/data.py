@@ -21,10 +21,13 @@ from pathlib import Path
 
 import torch
 
+from .utils import sha256_file
+
 SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+SHAKESPEARE_SIZE = 1_115_394  # bytes (and characters: the file is ASCII)
 SHAKESPEARE_FILENAME = "tinyshakespeare.txt"
 DATA_ENV = "SHAKESPEARE_LM_DATA"  # path to a copy of input.txt
 DATA_DIR_ENV = "SHAKESPEARE_LM_DATA_DIR"  # where downloads are cached
@@ -38,6 +41,10 @@ _HOW_TO_SUPPLY = (
 
 class DownloadError(RuntimeError):
     """The corpus could not be downloaded or did not match its published digest."""
+
+
+class CorpusMismatchError(ValueError):
+    """A file given as Tiny Shakespeare is not the published file (a truncated or edited copy)."""
 
 
 def data_dir() -> Path:
@@ -54,15 +61,6 @@ def data_dir() -> Path:
         return repo_data
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "shakespeare_lm"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(
@@ -154,11 +152,30 @@ def load_text(path: str | os.PathLike) -> str:
     return text.removeprefix("\ufeff")  # a UTF-8 byte-order mark is not part of the text
 
 
+def _load_verified(path: str | os.PathLike, sha256: str, size: int | None) -> str:
+    """load_text(path), refusing a file whose sha256 is not `sha256` (the copy is not the corpus)."""
+    text = load_text(path)  # clear errors for a missing, empty or non-UTF-8 file
+    path = Path(path).expanduser()
+    actual = sha256_file(path)
+    if actual != sha256.lower():
+        n = path.stat().st_size
+        hint = ""
+        if size is not None and n != size:
+            hint = " (truncated copy?)" if n < size else " (modified or appended?)"
+        expected_size = f", {size:,} bytes" if size is not None else ""
+        raise CorpusMismatchError(
+            f"{path} is not Tiny Shakespeare: sha256 {actual}, {n:,} bytes{hint}; expected sha256 "
+            f"{sha256}{expected_size}. To train on a modified text use load_text(path) (CLI: --data PATH)"
+        )
+    return text
+
+
 def load_shakespeare(
     path: str | os.PathLike | None = None,
     *,
     url: str = SHAKESPEARE_URL,
     sha256: str = SHAKESPEARE_SHA256,
+    size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     timeout: float = 30.0,
     retries: int = 1,
@@ -168,16 +185,22 @@ def load_shakespeare(
 
     Looks, in order, at: `path`; `$SHAKESPEARE_LM_DATA`; a cached copy in `cache_dir`
     (default `data_dir()`); else downloads it from `url`, checks its sha256 and caches it.
+    A copy given by `path` or `$SHAKESPEARE_LM_DATA` must match `sha256` too, else
+    CorpusMismatchError (a ValueError) says how it differs: train on an edited or other text with
+    `load_text(path)` instead. `size` (bytes; known for the default digest) lets that error say
+    whether the copy looks truncated or appended to.
     """
+    if size is None and sha256.lower() == SHAKESPEARE_SHA256:
+        size = SHAKESPEARE_SIZE
     if path is not None:
-        return load_text(path)
+        return _load_verified(path, sha256, size)
     env = os.environ.get(DATA_ENV)
     if env:
-        return load_text(env)
+        return _load_verified(env, sha256, size)
     cached = Path(cache_dir).expanduser() if cache_dir is not None else data_dir()
     cached = cached / SHAKESPEARE_FILENAME
     if cached.is_file():
-        if sha256_of(cached) == sha256:
+        if sha256_file(cached) == sha256.lower():
             return load_text(cached)
         warnings.warn(f"cached corpus {cached} does not match its sha256; downloading it again",
                       stacklevel=2)

@@ -3,6 +3,8 @@
 Follows the Zero-to-Hero GPT lecture ("Let's build GPT", gpt.py) for the class structure and names
 (`Head`, `MultiHeadAttention`, `FeedForward`, `Block`, `token_embedding_table`, `tril`), and
 nanoGPT (model.py) for GPT-2 initialisation, weight tying, `ln_f`, `lm_head` and parameter counts.
+The models here know nothing of fast decoding: the KV cache lives in kvcache.py, which imports this
+module (never the other way round) and drives these modules from the outside.
 Shapes: B batch, T time, C channels (n_embd), nh heads, hs head size, V vocab size.
 """
 
@@ -17,13 +19,10 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .utils import check_fields, check_positive_int
+
 AttnImpl = Literal["sdpa", "explicit"]
 _ATTN_IMPLS = ("sdpa", "explicit")
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head "
@@ -53,13 +52,9 @@ class GPTConfig:
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
 
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
 
-
-# Named configurations. The vocabulary is Tiny Shakespeare's 65 characters; override it with
-# get_preset(name, vocab_size=tokenizer.vocab_size) for another corpus.
+# Named configurations. The vocabulary is Tiny Shakespeare's 65 characters; for another text pass
+# its tokenizer, get_preset(name, tokenizer), and the vocabulary size comes from it.
 PRESETS: dict[str, GPTConfig] = {
     # A few thousand parameters: for tests and quick notebook runs.
     "tiny": GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0),
@@ -70,14 +65,23 @@ PRESETS: dict[str, GPTConfig] = {
 }
 
 
-def get_preset(name: str, **overrides: object) -> GPTConfig:
-    """Return the preset `name`, with any fields replaced by `overrides` (validated again)."""
+def get_preset(name: str, tokenizer=None, **overrides: object) -> GPTConfig:
+    """Return the preset `name` with fields replaced by `overrides` (validated again).
+
+    With a `tokenizer`, vocab_size is the tokenizer's, so a model for another text fits its data;
+    an explicit vocab_size that disagrees with the tokenizer is an error.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    fields = {f.name for f in dataclasses.fields(GPTConfig)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise ValueError(f"unknown GPTConfig field(s) {unknown}; valid fields: {', '.join(sorted(fields))}")
+    check_fields(GPTConfig, overrides)
+    if tokenizer is not None:
+        vocab_size = tokenizer.vocab_size
+        if overrides.get("vocab_size", vocab_size) != vocab_size:
+            raise ValueError(
+                f"vocab_size={overrides['vocab_size']!r} disagrees with the tokenizer's {vocab_size} tokens; "
+                "drop vocab_size= (the tokenizer sets it)"
+            )
+        overrides["vocab_size"] = vocab_size
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
@@ -88,7 +92,7 @@ class BigramConfig:
     vocab_size: int = 65  # number of distinct tokens; the table is vocab_size x vocab_size
 
     def __post_init__(self) -> None:
-        _check_positive_int("vocab_size", self.vocab_size)
+        check_positive_int("vocab_size", self.vocab_size)
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
@@ -105,6 +109,8 @@ def _check_idx(idx: torch.Tensor, block_size: int | None) -> None:
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
         shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
         raise ValueError(f"idx must be a (B, T) tensor of token ids, got {shape}")
+    if idx.dtype not in (torch.long, torch.int):
+        raise ValueError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
     if block_size is not None and idx.size(1) > block_size:
         raise ValueError(
             f"sequence length {idx.size(1)} exceeds block_size {block_size}; "
@@ -127,8 +133,8 @@ class BigramLanguageModel(nn.Module):
         logits = self.token_embedding_table(idx)  # (B, T, V)
         return logits, _cross_entropy(logits, targets)
 
-    def num_parameters(self, non_embedding: bool = False) -> int:
-        """Number of parameters (the whole model is one embedding table)."""
+    def num_parameters(self) -> int:
+        """Number of parameters: the whole model is one vocab_size x vocab_size table."""
         return sum(p.numel() for p in self.parameters())
 
 
@@ -168,15 +174,8 @@ class MultiHeadAttention(nn.Module):
     query/key/value weights and calls `F.scaled_dot_product_attention`, which is much faster.
     """
 
-    def __init__(
-        self,
-        n_embd: int,
-        num_heads: int,
-        head_size: int,
-        block_size: int,
-        dropout: float = 0.0,
-        bias: bool = True,
-    ):
+    def __init__(self, n_embd: int, num_heads: int, head_size: int, block_size: int, dropout: float = 0.0,
+                 bias: bool = True):
         super().__init__()
         self.heads = nn.ModuleList([Head(n_embd, head_size, block_size, dropout) for _ in range(num_heads)])
         self.proj = nn.Linear(num_heads * head_size, n_embd, bias=bias)
@@ -184,6 +183,17 @@ class MultiHeadAttention(nn.Module):
         self.num_heads = num_heads
         self.head_size = head_size
         self.attn_impl: AttnImpl = "sdpa"
+
+    @property
+    def attn_impl(self) -> AttnImpl:
+        """"sdpa" (fast, the default) or "explicit" (the loop over `Head`s); checked when set."""
+        return self._attn_impl
+
+    @attn_impl.setter
+    def attn_impl(self, impl: AttnImpl) -> None:
+        if impl not in _ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {_ATTN_IMPLS}, got {impl!r}")
+        self._attn_impl = impl
 
     def qkv_weight(self) -> torch.Tensor:
         """The heads' query, key and value weights stacked into one (3*nh*hs, C) matrix."""
@@ -193,20 +203,22 @@ class MultiHeadAttention(nn.Module):
             + [h.value.weight for h in self.heads]
         )  # (3*nh*hs, C); rows of head i sit at i*hs..(i+1)*hs within each third
 
-    def _qkv(
-        self, x: torch.Tensor, w: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), in one matmul over the stacked head weights."""
+    def qkv(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """x (B, T, C) -> q, k, v, each (B, nh, T, hs), in one matmul over the stacked head weights.
+
+        `weight` is `qkv_weight()`, passed in by a caller that stacked it once (the KV cache).
+        """
         B, T, C = x.shape
         nh, hs = self.num_heads, self.head_size
-        qkv = F.linear(x, self.qkv_weight() if w is None else w)  # (B, T, 3*nh*hs)
+        qkv = F.linear(x, self.qkv_weight() if weight is None else weight)  # (B, T, 3*nh*hs)
         q, k, v = qkv.split(nh * hs, dim=2)  # each (B, T, nh*hs)
         q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         return q, k, v
 
-    def _project(self, y: torch.Tensor) -> torch.Tensor:
+    def project(self, y: torch.Tensor) -> torch.Tensor:
+        """The heads' outputs y (B, nh, T, hs) side by side, then the output projection -> (B, T, C)."""
         B, nh, T, hs = y.shape
         y = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, T, nh*hs) heads side by side, like torch.cat
         return self.dropout(self.proj(y))  # (B, T, C)
@@ -216,41 +228,15 @@ class MultiHeadAttention(nn.Module):
 
         return_attn always takes the explicit path (SDPA does not expose the weights).
         """
-        if self.attn_impl not in _ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {_ATTN_IMPLS}, got {self.attn_impl!r}")
         if return_attn or self.attn_impl == "explicit":
             outs, weis = zip(*(h(x, return_attn=True) for h in self.heads), strict=True)
             out = torch.cat(outs, dim=-1)  # (B, T, nh*hs)
             out = self.dropout(self.proj(out))  # (B, T, C)
             return (out, torch.stack(weis, dim=1)) if return_attn else out
-        q, k, v = self._qkv(x)  # each (B, nh, T, hs)
+        q, k, v = self.qkv(x)  # each (B, nh, T, hs)
         dropout_p = self.heads[0].dropout.p if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)  # (B, nh, T, hs)
-        return self._project(y)
-
-    def forward_cached(
-        self, x: torch.Tensor, cache: KVCache, layer: int, last_only: bool = False
-    ) -> torch.Tensor:
-        """Attention for new tokens x (B, T, C) given the cached keys/values of earlier positions.
-
-        Returns (B, T, C), or (B, 1, C) for the last new position only if last_only=True.
-        """
-        start = cache.length
-        T = x.size(1)
-        q, k, v = self._qkv(x, cache.weight(layer, self))  # each (B, nh, T, hs)
-        k, v = cache.update(layer, k, v)  # each (B, nh, start+T, hs)
-        if last_only:
-            q = q[:, :, -1:]  # (B, nh, 1, hs)
-        if q.size(2) == 1:
-            # The newest query may look at every cached position: no mask needed.
-            y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, 1, hs)
-        elif start == 0:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
-        else:
-            # New query i sits at position start+i and may see keys 0..start+i.
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
-        return self._project(y)
+        return self.project(y)
 
 
 class FeedForward(nn.Module):
@@ -291,57 +277,6 @@ class Block(nn.Module):
         x = x + self.ffwd(self.ln2(x))  # (B, T, C)
         return x
 
-    def forward_cached(
-        self, x: torch.Tensor, cache: KVCache, layer: int, last_only: bool = False
-    ) -> torch.Tensor:
-        att = self.sa.forward_cached(self.ln1(x), cache, layer, last_only)  # (B, T or 1, C)
-        if last_only:
-            x = x[:, -1:]  # (B, 1, C) the other positions only had to leave keys/values in the cache
-        x = x + att  # (B, T or 1, C)
-        x = x + self.ffwd(self.ln2(x))  # (B, T or 1, C)
-        return x
-
-
-class KVCache:
-    """Keys and values of every layer for the positions decoded so far (for fast generation).
-
-    Buffers of shape (B, nh, block_size, hs) per layer, allocated on the first update with the
-    device and dtype of the keys. `length` is the number of positions filled; `reset()` empties it
-    without freeing memory. Used through `GPT.forward_cached`; `generate` manages it for you.
-    """
-
-    def __init__(self, n_layer: int, max_length: int):
-        self.max_length = max_length
-        self.length = 0
-        self._k: list[torch.Tensor | None] = [None] * n_layer
-        self._v: list[torch.Tensor | None] = [None] * n_layer
-        self._w: list[torch.Tensor | None] = [None] * n_layer
-
-    def reset(self) -> None:
-        """Forget the cached positions (keep the buffers and the stacked weights)."""
-        self.length = 0
-
-    def weight(self, layer: int, attn: MultiHeadAttention) -> torch.Tensor:
-        """attn's stacked (3*nh*hs, C) query/key/value weight, built once per cache.
-
-        A cache therefore belongs to one set of weights: make a new one after changing them.
-        """
-        if self._w[layer] is None:
-            self._w[layer] = attn.qkv_weight()
-        return self._w[layer]
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, nh, T, hs) at positions length..length+T; return all keys/values so far."""
-        B, nh, T, hs = k.shape
-        end = self.length + T
-        buf_k = self._k[layer]
-        if buf_k is None or buf_k.shape[0] != B or buf_k.dtype != k.dtype or buf_k.device != k.device:
-            self._k[layer] = k.new_empty(B, nh, self.max_length, hs)
-            self._v[layer] = v.new_empty(B, nh, self.max_length, hs)
-        self._k[layer][:, :, self.length : end] = k
-        self._v[layer][:, :, self.length : end] = v
-        return self._k[layer][:, :, :end], self._v[layer][:, :, :end]  # (B, nh, end, hs)
-
 
 class GPT(nn.Module):
     """A decoder-only transformer: embeddings, a stack of Blocks, ln_f and a tied lm_head (notebook 05)."""
@@ -355,12 +290,8 @@ class GPT(nn.Module):
         C = config.n_embd
         self.token_embedding_table = nn.Embedding(config.vocab_size, C)
         self.position_embedding_table = nn.Embedding(config.block_size, C)
-        self.blocks = nn.Sequential(
-            *[
-                Block(C, config.n_head, config.block_size, config.dropout, config.bias)
-                for _ in range(config.n_layer)
-            ]
-        )
+        block_args = (C, config.n_head, config.block_size, config.dropout, config.bias)
+        self.blocks = nn.Sequential(*[Block(*block_args) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(C, bias=config.bias)
         # No bias so the weight can be shared with the token embedding (weight tying, as in GPT-2).
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
@@ -396,14 +327,13 @@ class GPT(nn.Module):
 
     def set_attn_impl(self, impl: AttnImpl) -> GPT:
         """Choose "sdpa" (fast, default) or "explicit" (the lecture's math) for every attention layer."""
-        if impl not in _ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {_ATTN_IMPLS}, got {impl!r}")
         for m in self.modules():
             if isinstance(m, MultiHeadAttention):
                 m.attn_impl = impl
         return self
 
-    def _embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token plus position embeddings of idx (B, T) sitting at positions start..start+T-1."""
         T = idx.size(1)
         tok_emb = self.token_embedding_table(idx)  # (B, T, C)
         pos = torch.arange(start, start + T, device=idx.device)  # (T,)
@@ -413,7 +343,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """idx (B, T) token ids, T <= block_size -> (logits (B, T, V), loss or None)."""
         _check_idx(idx, self.block_size)
-        x = self._embed(idx)  # (B, T, C)
+        x = self.embed(idx)  # (B, T, C)
         x = self.blocks(x)  # (B, T, C)
         x = self.ln_f(x)  # (B, T, C)
         logits = self.lm_head(x)  # (B, T, V)
@@ -425,7 +355,7 @@ class GPT(nn.Module):
         Computed with the explicit path; call it in eval mode (and under torch.no_grad) for plots.
         """
         _check_idx(idx, self.block_size)
-        x = self._embed(idx)  # (B, T, C)
+        x = self.embed(idx)  # (B, T, C)
         maps = []
         for block in self.blocks:
             att_out, wei = block.sa(block.ln1(x), return_attn=True)  # (B, T, C), (B, nh, T, T)
@@ -433,34 +363,6 @@ class GPT(nn.Module):
             x = x + att_out
             x = x + block.ffwd(block.ln2(x))  # (B, T, C)
         return maps
-
-    def new_cache(self) -> KVCache:
-        """An empty KV cache for `forward_cached` (buffers are allocated on first use)."""
-        return KVCache(self.config.n_layer, self.block_size)
-
-    def forward_cached(self, idx: torch.Tensor, cache: KVCache, last_only: bool = False) -> torch.Tensor:
-        """Logits (B, T, V) for new tokens idx (B, T) that follow the cache's `length` positions.
-
-        Equal to `forward(full_context)[0][:, -T:]` where full_context is the cached tokens followed by
-        idx; the new keys/values are appended to `cache`. The total may not exceed block_size.
-        With last_only=True only the last position's logits (B, 1, V) are computed, which lets the
-        final block skip the feed-forward and projections of the other positions (used by generate).
-        Use it without gradients (no_grad / inference_mode): the cache keeps tensors between calls.
-        """
-        _check_idx(idx, None)
-        start, T = cache.length, idx.size(1)
-        if start + T > self.block_size:
-            raise ValueError(
-                f"cache holds {start} positions; {T} more would exceed block_size {self.block_size}. "
-                "Reset the cache and re-prefill with the last block_size tokens."
-            )
-        x = self._embed(idx, start)  # (B, T, C)
-        last = len(self.blocks) - 1
-        for layer, block in enumerate(self.blocks):
-            x = block.forward_cached(x, cache, layer, last_only and layer == last)  # (B, T or 1, C)
-        cache.length = start + T
-        x = self.ln_f(x)  # (B, T or 1, C)
-        return self.lm_head(x)  # (B, T or 1, V)
 
 
 _MODEL_TYPES = {"GPT": (GPT, GPTConfig), "BigramLanguageModel": (BigramLanguageModel, BigramConfig)}
@@ -471,10 +373,7 @@ def build_model(model_type: str, config: dict) -> nn.Module:
     if model_type not in _MODEL_TYPES:
         raise ValueError(f"unknown model type {model_type!r}; choose one of: {', '.join(_MODEL_TYPES)}")
     cls, config_cls = _MODEL_TYPES[model_type]
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise ValueError(f"unknown {config_cls.__name__} field(s) {unknown} for {model_type}")
+    check_fields(config_cls, config)
     cfg = config_cls(**config)
     if cls is BigramLanguageModel:
         return BigramLanguageModel(cfg.vocab_size)

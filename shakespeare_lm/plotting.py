@@ -32,9 +32,10 @@ def plot_history(history, ax=None, *, show_iters: bool = True, log_y: bool = Fal
         ax.plot(history.steps, history.train_loss, "o-", color="tab:blue", ms=3, label="train (estimate)")
         ax.plot(history.steps, history.val_loss, "o-", color="tab:orange", ms=3, label="val (estimate)")
         best = history.best_val_loss
-        ax.axhline(best, color="tab:orange", ls=":", lw=0.8)
-        ax.annotate(f"best val {best:.3f}", (1.0, best), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", fontsize=8, color="tab:orange")
+        if best is not None:  # None when no evaluation had a val split
+            ax.axhline(best, color="tab:orange", ls=":", lw=0.8)
+            ax.annotate(f"best val {best:.3f}", (1.0, best), xycoords=("axes fraction", "data"),
+                        ha="right", va="bottom", fontsize=8, color="tab:orange")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/char)")
     if log_y:

@@ -1,18 +1,21 @@
 """Text generation: autoregressive sampling with temperature, top-k, top-p, a KV cache and streaming.
 
 Follows `generate` of the Zero-to-Hero GPT lecture (crop to block_size, softmax, multinomial) and
-nanoGPT's temperature/top-k; top-p (nucleus) sampling is from Holtzman et al. 2019.
+nanoGPT's temperature/top-k; top-p (nucleus) sampling is from Holtzman et al. 2019. The KV cache
+itself lives in kvcache.py.
 Shapes: B batch, T time, V vocab size.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from .kvcache import forward_cached, new_cache, supports_cache
 from .utils import model_device
 
 
@@ -26,8 +29,8 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose total probability reaches p; -inf the rest.
 
-    A token is kept when the probability of the tokens ranked above it is still below p, so the
-    most likely token is always kept and p=1 keeps everything.
+    A token is kept when the probability of the tokens ranked above it is still below p, so p=1
+    keeps everything; the most likely token is always kept, even for a p that rounds to 0.
     """
     if p >= 1.0:
         return logits
@@ -35,6 +38,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     probs = F.softmax(sorted_logits, dim=-1)  # (B, V)
     mass_before = torch.cumsum(probs, dim=-1) - probs  # (B, V) probability of higher-ranked tokens
     remove_sorted = mass_before >= p  # (B, V)
+    remove_sorted[..., 0] = False  # a p below float32's smallest number compares as 0 and would remove all
     remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)  # (B, V) back in vocabulary order
     return logits.masked_fill(remove, float("-inf"))
 
@@ -50,8 +54,11 @@ def _check_args(
         raise ValueError(f"window_stride must be an integer >= 1, got {window_stride!r}")
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
+    if (
+        not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+        or not math.isfinite(temperature) or temperature < 0
+    ):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise ValueError(f"top_k must be None or an integer >= 1, got {top_k!r}")
     if top_p is not None and (
@@ -70,7 +77,12 @@ def _next_token(
     """logits (B, V) of the last position -> next token ids (B, 1)."""
     if temperature == 0:
         return torch.argmax(logits, dim=-1, keepdim=True)  # (B, 1) greedy
-    logits = logits.float() / temperature  # (B, V)
+    # Subtract the largest logit first (softmax does not change): then a tiny temperature sends the
+    # other logits towards -inf instead of overflowing to inf (inf - inf is nan), which is greedy in the
+    # limit. Below float32's smallest normal number the temperature is clamped, so it never rounds to 0.
+    logits = logits.float()  # (B, V)
+    logits = logits - logits.max(dim=-1, keepdim=True).values  # (B, V) the top logit is now 0
+    logits = logits / max(temperature, torch.finfo(logits.dtype).tiny)  # (B, V)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
@@ -99,13 +111,13 @@ def _iter_tokens(
     Gradients are off only inside each step, so the caller's code between steps is unaffected.
     """
     block_size = getattr(model, "block_size", None)
-    cached = use_cache and block_size is not None and hasattr(model, "forward_cached")
+    cached = use_cache and supports_cache(model)
     keep = None if block_size is None else max(1, block_size - window_stride + 1)
     start = 0
     was_training = model.training
     model.eval()
     try:
-        cache = model.new_cache() if cached else None
+        cache = new_cache(model) if cached else None
         for _ in range(max_new_tokens):
             cropped = keep is not None and idx.size(1) - start > block_size
             if cropped:
@@ -120,7 +132,7 @@ def _iter_tokens(
                         new_tokens = idx[:, start:]  # (B, <=block_size)
                     else:
                         new_tokens = idx[:, -1:]  # (B, 1) only the newest token is not cached yet
-                    logits = model.forward_cached(new_tokens, cache, last_only=True)  # (B, 1, V)
+                    logits = forward_cached(model, new_tokens, cache, last_only=True)  # (B, 1, V)
                 else:
                     logits, _ = model(idx[:, start:])  # (B, T, V) T <= block_size
                 idx_next = _next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
@@ -143,10 +155,12 @@ def generate(
 ) -> torch.Tensor:
     """Extend idx (B, T) by max_new_tokens sampled tokens; return (B, T + max_new_tokens).
 
-    temperature=0 picks the most likely token (greedy); top_k and top_p restrict sampling to the
-    most likely tokens. Each step conditions on the last block_size tokens, as in the lecture.
-    `generator` (on the model's device) makes sampling reproducible. With use_cache=True a GPT
-    reuses keys/values of earlier positions (KV cache); results equal use_cache=False.
+    idx holds integer token ids in [0, vocab_size) (else a one-line ValueError). temperature=0 picks
+    the most likely token (greedy), and so does a temperature too small to matter; top_k and top_p
+    restrict sampling to the most likely tokens (the top token always survives). Each step
+    conditions on the last block_size tokens, as in the lecture. `generator` (on the model's device)
+    makes sampling reproducible. With use_cache=True a GPT reuses keys/values of earlier positions
+    (KV cache, see kvcache.py); results equal use_cache=False.
 
     Past block_size the lecture's crop moves every position each step, which leaves a cache
     nothing to reuse. window_stride=s > 1 crops in jumps instead (the model then sees between
@@ -155,14 +169,30 @@ def generate(
     Runs without gradients in eval mode and restores the model's train/eval mode afterwards.
     """
     _check_args(max_new_tokens, temperature, top_k, top_p, window_stride)
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
-        raise ValueError("idx must be a (B, T) tensor of token ids with T >= 1")
+    _check_token_ids(model, idx)
     new = list(
         _iter_tokens(
             model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache, window_stride
         )
     )
     return torch.cat([idx, *new], dim=1)  # (B, T + max_new_tokens)
+
+
+def _check_token_ids(model: nn.Module, idx: torch.Tensor) -> None:
+    """One-line ValueErrors for an idx the model cannot embed (instead of an IndexError deep inside)."""
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
+        raise ValueError("idx must be a (B, T) tensor of token ids with T >= 1")
+    if idx.dtype not in (torch.long, torch.int):
+        raise ValueError(f"idx must hold integer token ids (torch.long), got {idx.dtype}")
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    lo, hi = int(idx.min()), int(idx.max())  # one sync per call, not per step
+    if lo < 0:
+        raise ValueError(f"idx holds token id {lo}, outside the vocabulary: token ids start at 0")
+    if vocab_size is not None and hi >= vocab_size:
+        raise ValueError(
+            f"idx holds token id {hi}, outside the vocabulary: the model's vocab_size is {vocab_size} "
+            f"(ids 0..{vocab_size - 1}); encode the prompt with the model's tokenizer"
+        )
 
 
 def default_prompt(tokenizer) -> str:
@@ -180,7 +210,7 @@ def default_prompt(tokenizer) -> str:
 def _encode_prompt(model: nn.Module, tokenizer, prompt: str, device) -> torch.Tensor:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-    ids = tokenizer.encode(prompt) if prompt else [0]  # ValueError names unknown characters
+    ids = tokenizer.encode(prompt or default_prompt(tokenizer))  # ValueError names unknown characters
     vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
     if vocab_size is not None and tokenizer.vocab_size > vocab_size:
         raise ValueError(
@@ -258,9 +288,10 @@ def sample_text(
 ) -> str:
     """Return the prompt followed by max_new_tokens sampled characters.
 
-    An empty prompt starts from token id 0 (the newline in Tiny Shakespeare), as in the lecture,
-    and that start character is part of the returned text. A prompt with characters outside the
-    vocabulary raises ValueError naming them. `seed` seeds a torch.Generator on the model's device,
+    An empty prompt starts from `default_prompt(tokenizer)`: a newline when the vocabulary has one
+    (as in the lecture, whose token 0 is the newline), else a space, else the first token; that
+    start is part of the returned text. A prompt with characters outside the vocabulary raises
+    ValueError naming them. `seed` seeds a torch.Generator on the model's device,
     so the same seed gives the same text; seed=None uses torch's global RNG. `device` defaults to
     the model's device (a different one raises ValueError: move the model first). `window_stride`
     is explained in `generate`.

@@ -1,81 +1,40 @@
 """Interactive notebook UIs, each a thin ipywidgets layer over a plain function you can call directly.
 
-Follows GUIDE §5 (widgets are built on tested functions); the sampling playground is used in
-notebook 05. ipywidgets is imported only when a UI is built, so importing this module needs only torch.
+The sampling playground (notebook 05) is a set of controls over `sampling.stream_text`; call
+`sample_text` with `playground.settings()` to get the same text without the widget. ipywidgets is
+imported only when a UI is built, so importing this module needs only torch.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from .sampling import stream_text
+from .sampling import default_prompt, stream_text
+
+SHAKESPEARE_PROMPT = "ROMEO:"
 
 
-def _sampling_args(top_k: int | None, top_p: float | None, seed: int | None):
-    """Map the controls' "off" values to None: top_k 0, top_p 1 and a negative seed."""
-    top_k = None if top_k is None or int(top_k) == 0 else int(top_k)
-    top_p = None if top_p is None or float(top_p) >= 1.0 else float(top_p)
-    seed = None if seed is None or int(seed) < 0 else int(seed)
-    return top_k, top_p, seed
-
-
-def playground_stream(
-    model: nn.Module,
-    tokenizer,
-    prompt: str = "",
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    length: int = 300,
-    seed: int | None = None,
-    device: str | torch.device | None = None,
-) -> Iterator[str]:
-    """Yield the prompt, then `length` sampled characters one piece at a time.
-
-    The same settings as the playground's controls: top_k=0 (or None) and top_p=1 (or None) switch
-    those filters off, temperature=0 is greedy, seed=None (or a negative seed) samples from torch's
-    global RNG. Bad arguments (unknown characters, temperature < 0, ...) raise ValueError at once.
-    """
-    top_k, top_p, seed = _sampling_args(top_k, top_p, seed)
-    return stream_text(
-        model,
-        tokenizer,
-        prompt,
-        max_new_tokens=length,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        seed=seed,
-        device=device,
-    )
-
-
-def playground_generate(
-    model: nn.Module,
-    tokenizer,
-    prompt: str = "",
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    length: int = 300,
-    seed: int | None = None,
-    device: str | torch.device | None = None,
-) -> str:
-    """Return the prompt followed by `length` sampled characters (what the playground shows)."""
-    pieces = playground_stream(model, tokenizer, prompt, temperature, top_k, top_p, length, seed, device)
-    return "".join(pieces)
+def _start_prompt(tokenizer) -> str:
+    """"ROMEO:" when the tokenizer can write it, else a start that works for any vocabulary."""
+    try:
+        if tokenizer.decode(tokenizer.encode(SHAKESPEARE_PROMPT)) == SHAKESPEARE_PROMPT:
+            return SHAKESPEARE_PROMPT
+    except ValueError:
+        pass
+    return default_prompt(tokenizer)
 
 
 class SamplingPlayground:
     """Prompt, temperature, top-k, top-p, length and seed controls with a Generate button (notebook 05).
 
     Display it as the last expression of a cell. `generate()` (or `button.click()`) samples with the
-    current control values and streams the text into `output`; `text` holds the plain result.
+    current control values and streams the text into `output`; `text` holds the plain result, equal to
+    `sample_text(model, tokenizer, **playground.settings())`. The prompt starts at "ROMEO:" when the
+    tokenizer can encode it, else at `default_prompt(tokenizer)`.
     """
 
     def __init__(
@@ -83,7 +42,7 @@ class SamplingPlayground:
         model: nn.Module,
         tokenizer,
         *,
-        prompt: str = "ROMEO:",
+        prompt: str | None = None,
         temperature: float = 0.8,
         top_k: int = 0,
         top_p: float = 1.0,
@@ -101,6 +60,7 @@ class SamplingPlayground:
         self.text = ""
         wide = W.Layout(width="95%")
         style = {"description_width": "110px"}
+        prompt = _start_prompt(tokenizer) if prompt is None else prompt
         self.prompt = W.Textarea(value=prompt, description="prompt", layout=wide, style=style)
         self.temperature = W.FloatSlider(
             value=temperature, min=0.0, max=2.0, step=0.05, description="temperature", style=style
@@ -128,14 +88,19 @@ class SamplingPlayground:
         )
 
     def settings(self) -> dict:
-        """The current control values, as keyword arguments of `playground_generate`."""
+        """The current control values as keyword arguments of `sample_text` / `stream_text`.
+
+        The controls' "off" positions become None: top-k 0, top-p 1 and a negative seed (which
+        samples from torch's global RNG).
+        """
+        top_k, top_p, seed = int(self.top_k.value), float(self.top_p.value), int(self.seed.value)
         return {
             "prompt": self.prompt.value,
+            "max_new_tokens": int(self.length.value),
             "temperature": float(self.temperature.value),
-            "top_k": int(self.top_k.value),
-            "top_p": float(self.top_p.value),
-            "length": int(self.length.value),
-            "seed": int(self.seed.value),
+            "top_k": top_k if top_k > 0 else None,
+            "top_p": top_p if top_p < 1.0 else None,
+            "seed": seed if seed >= 0 else None,
         }
 
     def _show(self, text: str) -> None:
@@ -148,7 +113,7 @@ class SamplingPlayground:
         self.text = ""
         start = time.perf_counter()
         try:
-            pieces = playground_stream(self.model, self.tokenizer, device=self.device, **self.settings())
+            pieces = stream_text(self.model, self.tokenizer, device=self.device, **self.settings())
             for i, piece in enumerate(pieces):
                 self.text += piece
                 if i % self.update_every == 0:

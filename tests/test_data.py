@@ -1,22 +1,25 @@
-"""Corpus loading, the 90/10 split, random batches and the ordered evaluation windows."""
+"""Corpus loading and verification, the 90/10 split, random batches and the ordered evaluation windows."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 import torch
 
-from shakespeare_lm import (
-    CharTokenizer,
+from shakespeare_lm import utils
+from shakespeare_lm.data import (
+    SHAKESPEARE_SHA256,
+    SHAKESPEARE_SIZE,
+    CorpusMismatchError,
     get_batch,
     iter_eval_batches,
     load_shakespeare,
     load_text,
-    pick,
-    pick_device,
-    set_seed,
     train_val_split,
 )
-from shakespeare_lm.utils import atomic_write
+from shakespeare_lm.tokenizer import CharTokenizer
+from shakespeare_lm.utils import atomic_write, pick, pick_device, set_seed
 
 
 def test_load_text_errors(tmp_path):
@@ -38,6 +41,54 @@ def test_load_text_reads_utf8_and_drops_bom(tmp_path):
     p = tmp_path / "mine.txt"
     p.write_bytes("\ufeffÀ bientôt\n".encode())
     assert load_text(p) == "À bientôt\n"
+
+
+BODY = "ROMEO:\nBut, soft! what light through yonder window breaks?\n" * 20
+DIGEST = hashlib.sha256(BODY.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "text, hint",
+    [
+        (BODY[:-7], " (truncated copy?)"),
+        (BODY + "THE END\n", " (modified or appended?)"),
+        (BODY.replace("soft", "SOFT", 1), ""),  # same size: no guess
+    ],
+)
+def test_a_copy_that_is_not_the_corpus_is_refused(tmp_path, monkeypatch, text, hint):
+    monkeypatch.delenv("SHAKESPEARE_LM_DATA", raising=False)
+    copy = tmp_path / "input.txt"
+    copy.write_text(text)
+    actual = hashlib.sha256(text.encode()).hexdigest()
+    with pytest.raises(CorpusMismatchError) as exc:
+        load_shakespeare(copy, sha256=DIGEST, size=len(BODY))
+    message = str(exc.value)
+    assert isinstance(exc.value, ValueError) and "\n" not in message  # one line a learner can act on
+    expected = f"sha256 {actual}, {len(text):,} bytes{hint}; expected sha256 {DIGEST}, {len(BODY):,} bytes"
+    assert expected in message
+    assert "load_text(path)" in message and "--data PATH" in message
+    assert ("truncated" in message) == (len(text) < len(BODY))
+    assert ("appended" in message) == (len(text) > len(BODY))
+    monkeypatch.setenv("SHAKESPEARE_LM_DATA", str(copy))
+    with pytest.raises(CorpusMismatchError, match="not Tiny Shakespeare"):
+        load_shakespeare(sha256=DIGEST)  # the environment variable is checked the same way
+    assert load_text(copy) == text  # the way to train on an edited text
+
+
+def test_the_real_corpus_is_verified(shakespeare_path, tmp_path, monkeypatch):
+    monkeypatch.delenv("SHAKESPEARE_LM_DATA", raising=False)
+    assert utils.sha256_file(shakespeare_path) == SHAKESPEARE_SHA256
+    assert len(load_shakespeare(shakespeare_path)) == SHAKESPEARE_SIZE
+    cut = tmp_path / "input.txt"
+    cut.write_bytes(shakespeare_path.read_bytes()[:-100])
+    with pytest.raises(CorpusMismatchError, match=r"1,115,294 bytes \(truncated copy\?\); expected sha256 "
+                       + SHAKESPEARE_SHA256 + ", 1,115,394 bytes"):
+        load_shakespeare(cut)
+    one_byte = tmp_path / "edited.txt"
+    one_byte.write_bytes(shakespeare_path.read_bytes().replace(b"First", b"Frist", 1))
+    with pytest.raises(CorpusMismatchError, match="not Tiny Shakespeare") as exc:
+        load_shakespeare(one_byte)
+    assert "truncated" not in str(exc.value) and "appended" not in str(exc.value)
 
 
 def test_split_sizes_and_contiguity():
@@ -126,13 +177,28 @@ def test_set_seed_makes_torch_reproducible():
     assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(7)))
 
 
-def test_pick_device():
-    assert pick_device("cpu") == torch.device("cpu")
-    assert pick_device().type in {"cpu", "cuda", "mps"}
-    if not torch.cuda.is_available():
-        assert pick_device() == torch.device("cpu") or pick_device().type == "mps"
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            pick_device("cuda")
+def _machine(monkeypatch, cuda: int, mps: bool) -> None:
+    """Pretend to be a machine with `cuda` GPUs and (or not) Apple's MPS."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+
+def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    _machine(monkeypatch, cuda=0, mps=False)
+    assert pick_device() == pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="MPS is not available"):
+        pick_device("mps")
+    _machine(monkeypatch, cuda=0, mps=True)
+    assert pick_device() == torch.device("mps")
+    _machine(monkeypatch, cuda=2, mps=True)
+    assert pick_device() == torch.device("cuda")
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    assert pick_device("cpu") == torch.device("cpu")  # asked for, even with a GPU
+    with pytest.raises(ValueError, match="only 2 CUDA device"):
+        pick_device("cuda:2")
     with pytest.raises(ValueError, match="unknown device"):
         pick_device("tpu-please")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shakespeare_lm import data as data_mod
-from shakespeare_lm.data import DownloadError, download, load_shakespeare
+from shakespeare_lm.data import CorpusMismatchError, DownloadError, download, load_shakespeare
 
 _RELEASE = threading.Event()  # the slow endpoint hangs until the module's server shuts down
 BODY = ("ROMEO:\nBut, soft! what light through yonder window breaks?\n" * 50).encode()
@@ -130,17 +130,22 @@ def test_corrupt_cache_is_replaced(server, tmp_path, no_env):
 
 
 def test_resolution_order_path_then_env_then_cache(tmp_path, monkeypatch):
-    explicit, env, cache = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "cache"
-    explicit.write_text("explicit")
-    env.write_text("from env")
+    """Each source is verified against the digest, so a wrong file shows which source was read."""
+    good, bad, cache = tmp_path / "good.txt", tmp_path / "bad.txt", tmp_path / "cache"
+    good.write_bytes(BODY)
+    bad.write_text("not the corpus")
     cache.mkdir()
     (cache / data_mod.SHAKESPEARE_FILENAME).write_bytes(BODY)
-    monkeypatch.setenv("SHAKESPEARE_LM_DATA", str(env))
-    bad_url = "http://127.0.0.1:9/never-used"
-    assert load_shakespeare(explicit, url=bad_url) == "explicit"
-    assert load_shakespeare(url=bad_url, cache_dir=cache) == "from env"
+    never = dict(url="http://127.0.0.1:9/never-used", sha256=DIGEST, cache_dir=cache)
+    monkeypatch.setenv("SHAKESPEARE_LM_DATA", str(bad))
+    assert load_shakespeare(good, **never) == BODY.decode()  # path first: the bad env copy is not read
+    with pytest.raises(CorpusMismatchError, match="bad.txt"):
+        load_shakespeare(**never)  # then the environment, before the good cached copy
+    monkeypatch.setenv("SHAKESPEARE_LM_DATA", str(good))
+    with pytest.raises(CorpusMismatchError, match="bad.txt"):
+        load_shakespeare(bad, **never)
     monkeypatch.delenv("SHAKESPEARE_LM_DATA")
-    assert load_shakespeare(url=bad_url, sha256=DIGEST, cache_dir=cache) == BODY.decode()
+    assert load_shakespeare(**never) == BODY.decode()  # then the cache, without a download
 
 
 def test_data_dir_env_override(tmp_path, monkeypatch):
@@ -153,6 +158,7 @@ def test_data_dir_is_the_repo_data_folder_in_a_checkout(monkeypatch):
     assert data_mod.data_dir() == Path(__file__).resolve().parent.parent / "data"
 
 
+@pytest.mark.slow  # a subprocess that imports torch: several seconds
 def test_installed_package_caches_under_home(tmp_path):
     """Outside a checkout (an installed package) the cache is ~/.cache/shakespeare_lm, whatever the cwd."""
     import shutil

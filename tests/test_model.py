@@ -1,4 +1,7 @@
-"""Behaviour of the models: shapes, causality, loss at init, overfitting, attention paths, tying, configs."""
+"""Behaviour of the models: shapes, causality, loss at init, overfitting, attention paths, tying, configs.
+
+The KV cache's agreement with these forwards is tested in test_kvcache.py.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +24,10 @@ from shakespeare_lm.model import (
     build_model,
     get_preset,
 )
+from shakespeare_lm.tokenizer import CharTokenizer
 
 V = 65
 TINY = PRESETS["tiny"]
-
-
 
 def make_models() -> dict[str, nn.Module]:
     torch.manual_seed(0)
@@ -107,6 +109,16 @@ def test_explicit_and_sdpa_attention_agree():
     assert all(m.attn_impl == "explicit" for m in model.modules() if isinstance(m, MultiHeadAttention))
     with pytest.raises(ValueError, match="attn_impl"):
         model.set_attn_impl("flash")
+    assert all(m.attn_impl == "explicit" for m in model.modules() if isinstance(m, MultiHeadAttention))
+
+
+def test_attn_impl_is_checked_when_set_not_at_forward():
+    block = Block(32, 4, 16)
+    block.sa.attn_impl = "explicit"  # notebook 04 switches a lone block's path this way
+    assert block.sa.attn_impl == "explicit"
+    with pytest.raises(ValueError, match="attn_impl must be one of"):
+        block.sa.attn_impl = "flash"  # a typo fails at once, not at the next forward
+    assert block.sa.attn_impl == "explicit"
 
 
 def test_attention_weights_api():
@@ -124,7 +136,7 @@ def test_attention_weights_api():
     assert torch.all(maps[0].triu(diagonal=1) == 0)  # nothing attends to the future
     assert out.shape == (2, 9, TINY.n_embd) and wei.shape == (2, TINY.n_head, 9, 9)
     torch.testing.assert_close(wei[:, 1], head_wei)
-    assert head_out.shape == (2, 9, TINY.head_size)
+    assert head_out.shape == (2, 9, TINY.n_embd // TINY.n_head)
 
 
 def test_lecture_structure_loads_strictly():
@@ -180,13 +192,28 @@ def test_presets_and_get_preset():
     baby = PRESETS["baby-gpt"]
     assert (baby.n_layer, baby.n_head, baby.n_embd, baby.block_size, baby.dropout) == (6, 6, 384, 256, 0.2)
     assert get_preset("tiny", vocab_size=100).vocab_size == 100
-    assert dataclasses.replace(small, n_layer=2).n_layer == 2
+    assert get_preset("tiny", n_layer=3) == GPTConfig(**{**dataclasses.asdict(TINY), "n_layer": 3})
     with pytest.raises(ValueError, match="cpu-small"):
         get_preset("huge")
     with pytest.raises(ValueError, match="n_layers"):
         get_preset("tiny", n_layers=3)
+    with pytest.raises(ValueError, match="n_layer"):
+        get_preset("tiny", n_layer=0)  # overrides are validated like a new config
     with pytest.raises(dataclasses.FrozenInstanceError):
         small.n_layer = 3
+
+
+def test_preset_takes_the_vocabulary_from_the_tokenizer():
+    tok = CharTokenizer.from_text("to be or not to be")  # 7 characters, not Tiny Shakespeare's 65
+    config = get_preset("tiny", tok)
+    assert config.vocab_size == tok.vocab_size == 7
+    assert get_preset("cpu-small", tokenizer=tok, dropout=0.1).vocab_size == 7
+    assert get_preset("tiny", tok, vocab_size=7).vocab_size == 7  # agreeing is fine
+    with pytest.raises(ValueError, match="vocab_size=65 disagrees with the tokenizer's 7 tokens"):
+        get_preset("tiny", tok, vocab_size=65)
+    model = GPT(config)
+    idx = torch.tensor([tok.encode("not to be")])  # (1, T)
+    assert model(idx)[0].shape == (1, 9, 7)
 
 
 @pytest.mark.parametrize(
@@ -215,6 +242,18 @@ def test_forward_longer_than_block_size_raises():
     assert BigramLanguageModel(V)(torch.zeros(1, 1000, dtype=torch.long))[0].shape == (1, 1000, V)
 
 
+@pytest.mark.parametrize("name", ["bigram", "gpt-sdpa"])
+def test_float_idx_is_a_clear_error(name):
+    model = make_models()[name]
+    with pytest.raises(ValueError, match="integer token ids .*torch.float32"):
+        model(torch.zeros(1, 4))
+    assert model(torch.zeros(1, 4, dtype=torch.int32))[0].shape == (1, 4, V)  # int32 ids embed too
+
+
+def test_bigram_parameter_count():
+    assert BigramLanguageModel(V).num_parameters() == V * V
+
+
 @pytest.mark.parametrize("name", ["bigram", "gpt-nobias"])
 def test_build_model_round_trip(name):
     model = make_models()[name]
@@ -226,33 +265,5 @@ def test_build_model_round_trip(name):
     assert model.block_size == (None if name == "bigram" else TINY.block_size)
     with pytest.raises(ValueError, match="GPT"):
         build_model("Transformer", {})
-
-
-def test_cached_forward_matches_full_forward():
-    torch.manual_seed(0)
-    model = GPT(TINY).eval()
-    idx = torch.randint(0, V, (2, TINY.block_size))
-    cache = model.new_cache()
-    with torch.no_grad():
-        full, _ = model(idx)
-        parts = [model.forward_cached(idx[:, :5], cache)]  # prefill
-        parts.append(model.forward_cached(idx[:, 5:9], cache))  # a chunk after a prefix
-        parts += [model.forward_cached(idx[:, t : t + 1], cache) for t in range(9, TINY.block_size)]
-        with pytest.raises(ValueError, match="block_size"):
-            model.forward_cached(idx[:, :1], cache)
-    torch.testing.assert_close(torch.cat(parts, dim=1), full)
-    assert cache.length == TINY.block_size
-
-
-def test_cached_prefill_last_only_matches_full_forward():
-    torch.manual_seed(0)
-    model = GPT(TINY).eval()
-    idx = torch.randint(0, V, (2, 12))
-    cache = model.new_cache()
-    with torch.no_grad():
-        full, _ = model(idx)
-        last = model.forward_cached(idx[:, :11], cache, last_only=True)  # (B, 1, V)
-        nxt = model.forward_cached(idx[:, 11:], cache, last_only=True)  # the cache stayed complete
-    assert last.shape == (2, 1, V)
-    torch.testing.assert_close(last[:, 0], full[:, 10])
-    torch.testing.assert_close(nxt[:, 0], full[:, 11])
+    with pytest.raises(ValueError, match="unknown .*field.*n_layers"):
+        build_model(type(model).__name__, {**dataclasses.asdict(model.config), "n_layers": 2})

@@ -5,15 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
+from shakespeare_lm.kvcache import forward_cached, new_cache
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
-from shakespeare_lm.sampling import generate, sample_text, stream_text, top_k_filter, top_p_filter
+from shakespeare_lm.sampling import (
+    default_prompt,
+    generate,
+    sample_text,
+    stream_text,
+    top_k_filter,
+    top_p_filter,
+)
 from shakespeare_lm.tokenizer import CharTokenizer
 
 V = 65
 CONFIG = get_preset("tiny", block_size=8)  # a short window so tests generate well past it
 # 65 characters like Tiny Shakespeare's (id 0 is the newline).
 TOKENIZER = CharTokenizer(sorted(set("\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")))
-
 
 
 @pytest.fixture
@@ -28,10 +35,6 @@ def model() -> GPT:
 
 def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def test_tokenizer_matches_tiny_shakespeare():
-    assert TOKENIZER.vocab_size == V and TOKENIZER.decode([0]) == "\n"
 
 
 def test_generate_shape_and_restores_mode(model):
@@ -60,6 +63,30 @@ def test_greedy_is_argmax_and_top_k_1_is_greedy(model):
     assert torch.equal(generate(model, idx, 20, top_k=1, temperature=2.0, use_cache=False), greedy)
 
 
+def test_temperature_one_samples_from_the_softmax(model):
+    """Each step is torch.multinomial(softmax(logits)) as in the lecture, with the same random draws."""
+    model.eval()
+    idx = torch.randint(0, V, (3, 4), generator=seeded(3))
+    out = generate(model, idx, 12, generator=seeded(8), use_cache=False)
+    g, expected = seeded(8), idx
+    with torch.no_grad():
+        for _ in range(12):
+            logits, _ = model(expected[:, -CONFIG.block_size :])
+            probs = torch.softmax(logits[:, -1], dim=-1)  # (B, V)
+            expected = torch.cat([expected, torch.multinomial(probs, 1, generator=g)], dim=1)
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("temperature", [1e-40, 1e-300, 5e-324])
+def test_a_tiny_temperature_is_greedy(model, temperature):
+    """Dividing the logits by 1e-40 overflowed to inf and multinomial crashed on the nan probabilities."""
+    idx = torch.randint(0, V, (2, 3), generator=seeded(6))
+    greedy = generate(model, idx, 20, temperature=0)
+    assert torch.equal(generate(model, idx, 20, temperature=temperature, generator=seeded(1)), greedy)
+    text = sample_text(model, TOKENIZER, "ROMEO:", 20, temperature=temperature, seed=1)
+    assert text == sample_text(model, TOKENIZER, "ROMEO:", 20, temperature=0)
+
+
 @pytest.mark.parametrize("prompt_len", [1, 5, 20])
 def test_cached_equals_uncached_past_block_size(model, prompt_len):
     """Same seed, same tokens, with and without the KV cache, for 4x the block size."""
@@ -71,16 +98,16 @@ def test_cached_equals_uncached_past_block_size(model, prompt_len):
     assert torch.equal(cached, uncached)
     assert len(set(cached[0, prompt_len:].tolist())) > 5  # really sampled, not stuck on one token
     # The logits behind every step agree too (window cropped to block_size, as generate does).
-    cache = model.new_cache()
+    cache = new_cache(model)
     with torch.no_grad():
         for t in range(prompt_len, cached.size(1)):
             context = cached[:, max(0, t - CONFIG.block_size) : t]
             reference, _ = model(context)
             if cache.length == 0 or cache.length >= CONFIG.block_size:
                 cache.reset()
-                step = model.forward_cached(context, cache, last_only=True)
+                step = forward_cached(model, context, cache, last_only=True)
             else:
-                step = model.forward_cached(context[:, -1:], cache, last_only=True)
+                step = forward_cached(model, context[:, -1:], cache, last_only=True)
             torch.testing.assert_close(step[:, -1], reference[:, -1])
 
 
@@ -150,14 +177,16 @@ def test_top_p_filter_keeps_smallest_set_reaching_p():
     assert kept(0.8) == [False, True, True, True]  # 0.5 + 0.25 + 0.15 = 0.9
     assert kept(1.0) == [True, True, True, True]
     assert kept(1e-6) == [False, True, False, False]  # the most likely token always survives
+    assert kept(1e-46) == [False, True, False, False]  # even when p rounds to 0 in float32
     # Renormalised, the kept tokens keep their relative probabilities.
     renorm = torch.softmax(top_p_filter(logits, 0.6), dim=-1)
     torch.testing.assert_close(renorm, torch.tensor([[0.0, 2 / 3, 0.0, 1 / 3]]))
 
 
-def test_top_p_sampling_never_picks_filtered_tokens(model):
+@pytest.mark.parametrize("top_p", [1e-6, 1e-46, 5e-324])
+def test_top_p_sampling_never_picks_filtered_tokens(model, top_p):
     idx = torch.zeros(1, 1, dtype=torch.long)
-    out = generate(model, idx, 40, top_p=1e-6, generator=seeded(2))
+    out = generate(model, idx, 40, top_p=top_p, generator=seeded(2))
     assert torch.equal(out, generate(model, idx, 40, temperature=0))  # only the top token survives
 
 
@@ -165,6 +194,9 @@ def test_top_p_sampling_never_picks_filtered_tokens(model):
     "kwargs, message",
     [
         (dict(temperature=-0.5), "temperature"),
+        (dict(temperature=float("nan")), "temperature must be a finite number"),
+        (dict(temperature=float("inf")), "temperature must be a finite number"),
+        (dict(top_p=float("nan")), "top_p"),
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=1.5), "top_p"),
         (dict(top_k=0), "top_k"),
@@ -194,6 +226,19 @@ def test_sample_text_is_reproducible_with_a_seed(model):
 def test_empty_prompt_starts_from_newline(model):
     text = sample_text(model, TOKENIZER, "", max_new_tokens=10, seed=0)
     assert text.startswith("\n") and len(text) == 11
+    assert text == sample_text(model, TOKENIZER, default_prompt(TOKENIZER), max_new_tokens=10, seed=0)
+
+
+@pytest.mark.parametrize("vocab, start", [("\tab c", " "), ("\t\nab", "\n"), ("xyz", "x")])
+def test_empty_prompt_starts_from_the_default_prompt_of_any_vocabulary(vocab, start):
+    """Token 0 is a tab here: an empty prompt used to start there; now a newline, else a space."""
+    tok = CharTokenizer(sorted(vocab))
+    torch.manual_seed(0)
+    model = GPT(get_preset("tiny", tok))
+    assert default_prompt(tok) == start
+    text = sample_text(model, tok, "", max_new_tokens=5, seed=0)
+    assert text.startswith(start) and len(text) == 6
+    assert list(stream_text(model, tok, "", max_new_tokens=2, seed=0))[0] == start
 
 
 def test_stream_text_yields_the_same_text_piece_by_piece(model):
@@ -209,6 +254,19 @@ def test_stream_text_yields_the_same_text_piece_by_piece(model):
     next(stream)
     next(stream)
     assert torch.is_grad_enabled()
+
+
+def test_generate_rejects_ids_the_model_cannot_embed(model):
+    with pytest.raises(ValueError, match="integer token ids .*torch.float32"):
+        generate(model, torch.zeros(1, 3), 5)
+    with pytest.raises(ValueError, match="token id 65, .*vocab_size is 65 \\(ids 0..64\\)"):
+        generate(model, torch.tensor([[1, 65, 2]]), 5)
+    with pytest.raises(ValueError, match="token id -1, .*start at 0"):
+        generate(model, torch.tensor([[-1, 2]]), 5, use_cache=False)
+    with pytest.raises(ValueError, match="token id 70"):
+        generate(BigramLanguageModel(V), torch.tensor([[70]]), 5)
+    out = generate(model, torch.tensor([[0, 64]], dtype=torch.int32), 3)  # int32 ids are fine
+    assert out.shape == (1, 5) and out.dtype == torch.long
 
 
 def test_unknown_prompt_characters_raise_value_error(model):

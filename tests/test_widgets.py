@@ -1,20 +1,16 @@
-"""The sampling playground: its plain functions, and the widget driven headlessly (no kernel, no browser)."""
+"""The sampling playground driven headlessly (no kernel, no browser): controls in, sampled text out."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from shakespeare_lm import (
-    GPT,
-    CharTokenizer,
-    SamplingPlayground,
-    get_preset,
-    playground_generate,
-    playground_stream,
-    sample_text,
-    sampling_playground,
-)
+from shakespeare_lm.model import GPT, get_preset
+from shakespeare_lm.sampling import sample_text
+from shakespeare_lm.tokenizer import CharTokenizer
+from shakespeare_lm.widgets import SamplingPlayground, sampling_playground
+
+ipywidgets = pytest.importorskip("ipywidgets")
 
 VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # Tiny Shakespeare's 65
 
@@ -30,86 +26,52 @@ def model():
     return GPT(get_preset("tiny")).eval()
 
 
-def test_generate_returns_prompt_plus_length_chars(model, tok):
-    text = playground_generate(model, tok, "ROMEO:", temperature=1.0, length=25, seed=1)
-    assert text.startswith("ROMEO:")
-    assert len(text) == len("ROMEO:") + 25
-    assert tok.unknown_chars(text) == []
-
-
-def test_same_seed_same_text_and_matches_sample_text(model, tok):
-    a = playground_generate(model, tok, "To be", temperature=0.9, top_k=10, top_p=0.9, length=30, seed=7)
-    b = playground_generate(model, tok, "To be", temperature=0.9, top_k=10, top_p=0.9, length=30, seed=7)
-    ref = sample_text(model, tok, "To be", 30, temperature=0.9, top_k=10, top_p=0.9, seed=7)
-    assert a == b == ref
-
-
-def test_stream_pieces_join_to_generate(model, tok):
-    pieces = list(playground_stream(model, tok, "ab", temperature=1.0, length=12, seed=3))
-    assert pieces[0] == "ab"  # the prompt comes first
-    assert len(pieces) == 13  # then one piece per new character
-    assert "".join(pieces) == playground_generate(model, tok, "ab", temperature=1.0, length=12, seed=3)
-
-
-def test_off_values_mean_no_filter(model, tok):
-    # the sliders' "off" positions: top_k=0 and top_p=1 mean no filtering
-    off = playground_generate(model, tok, "a", temperature=1.0, top_k=0, top_p=1.0, length=40, seed=5)
-    none = playground_generate(model, tok, "a", temperature=1.0, top_k=None, top_p=None, length=40, seed=5)
-    assert off == none
-
-
-def test_top_k_one_is_greedy(model, tok):
-    greedy = playground_generate(model, tok, "KING", temperature=0.0, length=20, seed=11)
-    top1 = playground_generate(model, tok, "KING", temperature=1.3, top_k=1, length=20, seed=99)
-    assert greedy == top1
-
-
-def test_negative_seed_uses_global_rng(model, tok):
-    torch.manual_seed(123)
-    a = playground_generate(model, tok, "a", length=30, seed=-1)
-    torch.manual_seed(123)
-    b = playground_generate(model, tok, "a", length=30, seed=-1)
-    assert a == b
-
-
-def test_bad_arguments_raise_at_once(model, tok):
-    with pytest.raises(ValueError, match="not in the vocabulary: 'é'"):
-        playground_stream(model, tok, "café", length=5)
-    with pytest.raises(ValueError, match="temperature"):
-        playground_generate(model, tok, "a", temperature=-1.0, length=5)
-
-
-# --- the widget, headless -------------------------------------------------------------------------
-
-ipywidgets = pytest.importorskip("ipywidgets")
-
-
-def test_widget_builds_with_all_controls(model, tok):
+def test_controls_start_at_the_given_values_and_map_to_sample_text(model, tok):
     pg = sampling_playground(model, tok, prompt="JULIET:", temperature=0.7, top_k=5, top_p=0.9, length=40,
                              seed=2)
     assert isinstance(pg, SamplingPlayground)
-    assert isinstance(pg.widget, ipywidgets.VBox)
-    assert isinstance(pg.button, ipywidgets.Button)
-    assert pg.settings() == {"prompt": "JULIET:", "temperature": 0.7, "top_k": 5, "top_p": 0.9,
-                             "length": 40, "seed": 2}
-    assert pg.top_k.max == tok.vocab_size
-    bundle = pg._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert pg.output.value == "" and pg.text == ""
+    assert pg.settings() == {"prompt": "JULIET:", "max_new_tokens": 40, "temperature": 0.7, "top_k": 5,
+                             "top_p": 0.9, "seed": 2}
+    assert pg.top_k.max == tok.vocab_size  # top-k can reach "every token"
+    assert pg.output.value == "" and pg.text == ""  # nothing is sampled before a click
+    assert "application/vnd.jupyter.widget-view+json" in pg._repr_mimebundle_()  # displays as a widget
 
 
-def test_button_click_fills_output_with_generated_text(model, tok):
+def test_off_positions_mean_no_filter_and_the_global_rng(model, tok):
+    pg = sampling_playground(model, tok, prompt="a", top_k=0, top_p=1.0, seed=-1, length=40)
+    settings = pg.settings()
+    assert (settings["top_k"], settings["top_p"], settings["seed"]) == (None, None, None)
+    torch.manual_seed(123)
+    first = pg.generate()
+    torch.manual_seed(123)
+    assert pg.generate() == first == pg.text  # seed -1 follows torch's global RNG
+    torch.manual_seed(123)
+    assert first == sample_text(model, tok, "a", 40, temperature=0.8)  # the slider's starting value
+
+
+def test_button_click_gives_the_text_of_sample_text(model, tok):
     pg = sampling_playground(model, tok, prompt="ROMEO:", temperature=0.8, length=30, seed=42)
     pg.prompt.value = "HAMLET:"  # change controls the way a reader would
     pg.top_k.value = 8
     pg.button.click()
-    expected = playground_generate(model, tok, "HAMLET:", temperature=0.8, top_k=8, top_p=1.0, length=30,
-                                   seed=42)
-    assert pg.text == expected
-    assert "HAMLET:" in pg.output.value
-    assert pg.output.value.startswith("<pre")
+    expected = sample_text(model, tok, "HAMLET:", 30, temperature=0.8, top_k=8, seed=42)
+    assert pg.text == expected == sample_text(model, tok, **pg.settings())
+    assert expected in pg.output.value
     assert "30 characters" in pg.status.value
     assert not pg.button.disabled
+
+
+def test_prompt_starts_at_romeo_only_when_the_vocabulary_has_it(model, tok):
+    assert sampling_playground(model, tok).prompt.value == "ROMEO:"
+    lower = CharTokenizer("\nabc de")  # no capitals, no colon: "ROMEO:" cannot be encoded
+    torch.manual_seed(0)
+    small = GPT(get_preset("tiny", lower))
+    pg = sampling_playground(small, lower, length=12, seed=0)
+    assert pg.prompt.value == "\n"  # default_prompt: the newline this vocabulary has
+    pg.button.click()
+    assert pg.status.value != "error" and pg.text.startswith("\n") and len(pg.text) == 13
+    no_newline = CharTokenizer("xyz")
+    assert sampling_playground(GPT(get_preset("tiny", no_newline)), no_newline).prompt.value == "x"
 
 
 def test_output_is_streamed_and_html_escaped(model, tok):
