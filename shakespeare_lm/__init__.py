@@ -5,11 +5,11 @@ effects (no downloads, no prints, no global settings).
 """
 
 from ._version import __version__
-
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import (
     SHAKESPEARE_SHA256,
     SHAKESPEARE_URL,
+    CorpusMismatchError,
     DownloadError,
     data_dir,
     download,
@@ -20,6 +20,7 @@ from .data import (
     train_val_split,
 )
 from .evaluation import EvalResult, estimate_loss, evaluate
+from .kvcache import KVCache
 from .model import (
     GPT,
     PRESETS,
@@ -29,13 +30,12 @@ from .model import (
     FeedForward,
     GPTConfig,
     Head,
-    KVCache,
     MultiHeadAttention,
     build_model,
     get_preset,
 )
 from .plotting import LivePlotCallback, plot_attention, plot_history
-from .sampling import generate, sample_text, stream_text, top_k_filter, top_p_filter
+from .sampling import default_prompt, generate, sample_text, stream_text, top_k_filter, top_p_filter
 from .tokenizer import CharTokenizer
 from .train import (
     TRAIN_PRESETS,
@@ -48,7 +48,7 @@ from .train import (
     train,
 )
 from .utils import atomic_write, is_quick, pick, pick_device, set_seed
-from .widgets import SamplingPlayground, playground_generate, playground_stream, sampling_playground
+from .widgets import SamplingPlayground, sampling_playground
 
 __all__ = [
     "__version__",
@@ -65,6 +65,7 @@ __all__ = [
     "build_model",
     "get_preset",
     "generate",
+    "default_prompt",
     "sample_text",
     "stream_text",
     "top_k_filter",
@@ -73,6 +74,7 @@ __all__ = [
     "SHAKESPEARE_URL",
     "CharTokenizer",
     "DownloadError",
+    "CorpusMismatchError",
     "atomic_write",
     "data_dir",
     "download",
@@ -104,7 +106,5 @@ __all__ = [
     "train",
     # widgets
     "SamplingPlayground",
-    "playground_generate",
-    "playground_stream",
     "sampling_playground",
 ]
