@@ -192,7 +192,8 @@ def _check_run_dir(out: Path, args) -> None:
     try:
         lock.acquire()  # creates --out; RunDirLockedError if another training holds it
     except OSError as e:
-        raise CLIError(f"cannot create run directory {out}: {e.strerror or e}") from None
+        what = "write to" if out.is_dir() else "create"
+        raise CLIError(f"cannot {what} run directory {out}: {e.strerror or e}") from None
     try:  # held only while checking: train() takes it again for the whole run
         found = [name for name in ("checkpoint", "interrupted") if (out / name / META_FILE).is_file()]
         if found and not (args.resume or args.overwrite):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.abc
 import json
 import os
@@ -161,6 +162,15 @@ def test_an_out_that_cannot_be_created_is_one_line(tmp_path, corpus, capsys):
     rc, _, err = _call(["train", "--preset", "tiny", "--out", out, "--data", corpus], capsys)
     assert rc == 2 and f"cannot create run directory {out}: Not a directory" in _one_error_line(err)
     assert "Errno" not in err
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path, corpus, capsys, monkeypatch):
+    def refuse(lock):  # what a read-only directory does to a user who is not root
+        raise PermissionError(errno.EACCES, "Permission denied", str(lock.run_dir / ".lock"))
+
+    monkeypatch.setattr(cli.RunLock, "acquire", refuse)
+    rc, _, err = _call(["train", "--preset", "tiny", "--out", tmp_path, "--data", corpus], capsys)
+    assert rc == 2 and f"cannot write to run directory {tmp_path}: Permission denied" in _one_error_line(err)
 
 
 @pytest.mark.parametrize("command", ["generate", "evaluate"])
