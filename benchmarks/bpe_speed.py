@@ -16,7 +16,7 @@ import sys
 import time
 
 from shakespeare_lm.bpe import BPETokenizer
-from shakespeare_lm.data import load_shakespeare
+from shakespeare_lm.data import load_shakespeare, load_text
 from shakespeare_lm.tokenizer import CharTokenizer
 
 MODES = {True: "pre-split", False: "whole-text"}
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.repeat < 1 or any(v < 256 for v in args.vocab_sizes):
         parser.error("--repeat must be >= 1 and every --vocab-sizes entry >= 256")
 
-    text = load_shakespeare(args.data, progress=False)
+    # --data is any UTF-8 text (a tiny one for smoke tests); load_shakespeare checks the real corpus
+    text = load_text(args.data) if args.data else load_shakespeare(progress=False)
     char = CharTokenizer.from_text(text)
     print(f"corpus: {len(text):,} characters, {len(text.encode('utf-8')):,} bytes; {args.repeat} runs; "
           f"python {sys.version.split()[0]}")
