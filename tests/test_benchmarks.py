@@ -46,3 +46,11 @@ def test_generation_speed_reports_speedup():
     lines = run_benchmark("generation_speed.py", "--preset", "tiny", "--tokens", "40", "--runs", "1",
                           "--threads", "1")
     assert re.fullmatch(r"kv-cache speed-up: \d+\.\dx", lines[-1])
+
+
+def test_bpe_speed_reports_training_seconds(corpus_file):
+    lines = run_benchmark("bpe_speed.py", "--data", str(corpus_file), "--vocab-sizes", "260", "270",
+                          "--repeat", "1")
+    assert re.fullmatch(r"BPE training, median of 1: vocab 260 \(4 merges\) \d+\.\d\d s pre-split, "
+                        r"\d+\.\d\d s whole-text; vocab 270 \(14 merges\) \d+\.\d\d s pre-split, "
+                        r"\d+\.\d\d s whole-text", lines[-1])
