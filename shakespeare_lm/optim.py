@@ -78,7 +78,8 @@ def get_lr(step: int, config: Any) -> float:
 
 
 def steps_that_fit(step: int, seconds_left: float, seconds_per_step: float, max_iters: int) -> int:
-    """The step a run at `step` reaches in `seconds_left` at `seconds_per_step`: at least step + 1,
-    at most max_iters. `train` ends a time-budgeted schedule there (TrainConfig.fit_schedule_to_time)."""
+    """The step a run at `step` reaches in `seconds_left` at `seconds_per_step`: at least step + 1
+    (finish the step under way), at most max_iters. `train` ends a time-budgeted schedule there
+    (TrainConfig.fit_schedule_to_time)."""
     fit = step + int(max(seconds_left, 0.0) / seconds_per_step) if seconds_per_step > 0 else max_iters
-    return max(step + 1, min(fit, max_iters))
+    return min(max_iters, max(step + 1, fit))

@@ -13,8 +13,11 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                       reason="torch.distributed with gloo is not available"),
+]
 
 WORKER = textwrap.dedent("""
     import json, os, sys
@@ -31,9 +34,11 @@ WORKER = textwrap.dedent("""
     tr, va = train_val_split(torch.tensor(tok.encode(text)))
     torch.manual_seed(rank)  # different init per rank: DDP must broadcast rank 0's weights
     model = GPT(get_preset("tiny", vocab_size=tok.vocab_size))
+    # max_time with no warmup: the ranks agree on a schedule fitted to the budget after 4 steps
     config = TrainConfig(batch_size=4, block_size=16, max_iters=4, eval_interval=2, eval_iters=2,
                          grad_accum_steps=2, device="cpu", dtype="float32", compile="off", progress=False,
-                         checkpoint="last", out_dir=f"{out}/run{rank}")  # per rank, to see who writes
+                         warmup_iters=0, max_time=3600, checkpoint="last",
+                         out_dir=f"{out}/run{rank}")  # per rank, to see who writes
     history = train(model, tr, va, config, tokenizer=tok)
     assert not dist.is_initialized(), "train() must destroy the process group it created"
     save_file({k: v.clone() for k, v in model.state_dict().items()}, f"{out}/weights{rank}.safetensors")
@@ -63,5 +68,6 @@ def test_two_process_gloo(tmp_path, tiny_text):
     assert not (tmp_path / "run1").exists()  # rank 1 wrote nothing
     meta = json.loads((tmp_path / "run0" / "checkpoint" / "meta.json").read_text())
     assert meta["step"] == 4 and meta["extra"]["world_size"] == 2
+    assert meta["extra"]["time_fit"]["end"] == 4  # the budget allows every step
     rng = load_file(tmp_path / "run0" / "checkpoint" / "rng.safetensors")
     assert {"data_generator.0", "data_generator.1"} <= set(rng)  # both ranks' data order, for resume

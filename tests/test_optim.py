@@ -96,6 +96,7 @@ def test_steps_that_fit_the_budget():
     assert steps_that_fit(10, 9000.0, 1.5, 1000) == 1000  # never past max_iters
     assert steps_that_fit(10, -5.0, 1.5, 1000) == 11  # out of time: finish this step
     assert steps_that_fit(10, 90.0, 0.0, 1000) == 1000  # no measurement: keep max_iters
+    assert steps_that_fit(1000, 90.0, 1.5, 1000) == 1000  # measured on the last step
 
 
 def _imports(path: Path):

@@ -1,19 +1,18 @@
-"""Tests for the training loop: schedule, optimizer groups, accumulation, divergence, interrupt, resume."""
+"""Tests for the training loop: config, accumulation, divergence, interrupt, resume, time budget, compile."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import math
+import time
 
 import pytest
 import torch
 
 from shakespeare_lm import CharTokenizer, train_val_split
 from shakespeare_lm.checkpoint import load_checkpoint, read_meta
-from shakespeare_lm.evaluation import estimate_loss, evaluate
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
-from shakespeare_lm.optim import configure_optimizer, param_groups
+from shakespeare_lm.optim import param_groups
 from shakespeare_lm.precision import resolve_dtype
 from shakespeare_lm.train import (
     TRAIN_PRESETS,
@@ -80,6 +79,18 @@ def test_config_validation_is_actionable():
     assert set(TRAIN_PRESETS) >= {"tiny", "cpu-small", "baby-gpt"}
     c = TrainConfig(betas=[0.9, 0.95])
     assert c.betas == (0.9, 0.95) and TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="patience must be a positive integer"):
+        TrainConfig(patience=0)
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\): batchsize, lr; valid fields: "):
+        TrainConfig.from_dict({"batchsize": 3, "lr": 1.0})
+
+
+def test_every_field_and_argument_is_documented_where_help_looks():
+    doc = TrainConfig.__doc__
+    for f in dataclasses.fields(TrainConfig):
+        assert f"\n      {f.name} " in doc, f"TrainConfig.{f.name} is not documented in its docstring"
+    for arg in ("callbacks", "resume_from", "tokenizer", "meta", "overwrite"):
+        assert f"\n    {arg}: " in train.__doc__, arg
 
 
 def test_block_size_larger_than_model_is_refused(corpus):
@@ -160,6 +171,7 @@ def test_keyboard_interrupt_saves_and_returns_history(corpus, tmp_path):
     history = train(tiny_gpt(tok), tr, va, cfg(out_dir=str(out), max_iters=20),
                     callbacks=[_OnStep(interrupt)], tokenizer=tok)
     assert history.stop_reason == "interrupted" and len(history.iter_losses) == 4
+    assert history.step == 4 and history.steps[-1] == 3  # steps done, not the last estimate's step
     assert read_meta(out / "interrupted")["step"] == 4  # "best" policy: the best weights stay in checkpoint/
     assert read_meta(out / "checkpoint")["step"] == 3
     assert History.from_jsonl(out / "history.jsonl").steps == history.steps
@@ -215,3 +227,68 @@ def test_max_time_stops(corpus):
     tok, tr, va = corpus
     history = train(tiny_gpt(tok), tr, va, cfg(max_iters=100_000, eval_interval=1000, max_time=0.5))
     assert history.stop_reason == "max_time" and history.steps[-1] < 100_000
+
+
+class FakeClock:
+    """time.perf_counter for train(): every optimizer step takes one second (advanced in on_step)."""
+
+    def __init__(self, monkeypatch, interrupt_at=None):
+        self.now, self.lrs, self.interrupt_at = 0.0, [], interrupt_at
+        monkeypatch.setattr(time, "perf_counter", lambda: self.now)
+
+    def on_step(self, state):
+        self.now += 1.0
+        self.lrs.append(state.lr)
+        if state.step == self.interrupt_at:
+            raise KeyboardInterrupt
+
+
+def test_time_budget_fits_the_schedule_and_resumes(corpus, tmp_path, monkeypatch):
+    tok, tr, va = corpus
+    config = cfg(max_iters=1000, max_time=50, warmup_iters=10, eval_interval=10, eval_iters=1,
+                 learning_rate=1e-2, min_lr=1e-3, checkpoint="last")
+    clock = FakeClock(monkeypatch)
+    history = train(tiny_gpt(tok), tr, va, config, callbacks=[clock])
+    # timed from step 1 to 4 (5% of the budget, inside the warmup): 1 s a step, 46 s left -> end at step 50
+    assert history.stop_reason == "max_time" and history.step == 50 and history.steps[-1] == 50
+    fitted = dataclasses.replace(config, lr_decay_iters=50)
+    assert clock.lrs == pytest.approx([get_lr(s, fitted) for s in range(50)])
+    assert clock.lrs[-1] < 1.02e-3 and history.lr[-1] == pytest.approx(clock.lrs[-1])  # decayed to min_lr
+
+    unfitted = FakeClock(monkeypatch)
+    config_off = dataclasses.replace(config, fit_schedule_to_time=False)
+    train(tiny_gpt(tok), tr, va, config_off, callbacks=[unfitted])
+    assert len(unfitted.lrs) == 51 and unfitted.lrs[-1] > 9e-3  # cut off near the peak, as before
+
+    out = tmp_path / "run"
+    first = FakeClock(monkeypatch, interrupt_at=20)
+    h = train(tiny_gpt(tok), tr, va, dataclasses.replace(config, out_dir=str(out)), callbacks=[first],
+              tokenizer=tok)
+    assert h.stop_reason == "interrupted" and read_meta(out)["extra"]["time_fit"]["end"] == 50
+    second = FakeClock(monkeypatch)
+    second.now = 1000.0
+    h = train(tiny_gpt(tok, seed=5), tr, va, dataclasses.replace(config, out_dir=str(out)),
+              callbacks=[second], resume_from=out, tokenizer=tok)
+    assert h.stop_reason == "max_time" and h.step == 50
+    assert first.lrs + second.lrs == pytest.approx(clock.lrs)  # the resumed run keeps the fitted schedule
+    assert h.iter_losses == pytest.approx(history.iter_losses)
+
+
+def test_compile_is_decided_before_the_first_step(corpus, monkeypatch):
+    tok, tr, va = corpus
+    steps = []
+
+    class Broken(torch.nn.Module):
+        def forward(self, idx, targets=None):
+            raise RuntimeError("inductor exploded")
+
+    monkeypatch.setattr(torch, "compile", lambda model: Broken())
+    with pytest.raises(RuntimeError, match="inductor exploded"):
+        train(tiny_gpt(tok), tr, va, cfg(compile="on"), callbacks=[_OnStep(lambda s: steps.append(s.step))])
+    assert steps == []
+
+    # the trial step leaves no trace: same losses as eager, dropout's RNG and gradients untouched
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    eager = train(tiny_gpt(tok, dropout=0.1), tr, va, cfg(compile="off"))
+    trial = train(tiny_gpt(tok, dropout=0.1), tr, va, cfg(compile="on"))
+    assert trial.iter_losses == eager.iter_losses and trial.val_loss == eager.val_loss
