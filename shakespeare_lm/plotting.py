@@ -1,12 +1,17 @@
-"""Pictures of training: loss curves (also live, while `train` runs) and attention heatmaps.
+"""Pictures of training and of a trained model: loss curves (also live, while `train` runs), attention
+heatmaps (one head, or every head of a layer), next-character probabilities and embeddings in 2-D.
 
 Follows the plots of the Zero-to-Hero lectures (loss vs step; the `wei` matrix as an image).
-Shapes: T time. Importing this module does not import pyplot or touch matplotlib's backend.
+Shapes: T time, nh heads, V vocab size. Importing this module does not import pyplot or touch
+matplotlib's backend.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+from .explorer import CHAR_CLASSES, char_class, show_char
 
 
 def _new_axes(ax, figsize):
@@ -48,34 +53,129 @@ def plot_history(history, ax=None, *, show_iters: bool = True, log_y: bool = Fal
     return fig, ax
 
 
-def plot_attention(
-    weights, tokens: Sequence[str] | str, ax=None, *, title: str | None = None, cmap: str = "viridis"
-):
-    """Heatmap of one head's attention weights (T, T): row = query position, column = key -> (fig, ax).
-
-    `tokens` labels both axes (a string is split into characters; newlines show as ⏎).
-    """
+def _as_numpy(weights):
     import numpy as np
 
     if hasattr(weights, "detach"):
         weights = weights.detach().float().cpu().numpy()
-    w = np.asarray(weights, dtype=float)
+    return np.asarray(weights, dtype=float)
+
+
+def plot_attention(
+    weights, tokens: Sequence[str] | str, ax=None, *, title: str | None = None, cmap: str = "viridis",
+    highlight: int | None = None, colorbar: bool = True,
+):
+    """Heatmap of one head's attention weights (T, T): row = query position, column = key -> (fig, ax).
+
+    `tokens` labels both axes (a string is split into characters; newlines show as ⏎, spaces as ␣).
+    `highlight` outlines one query row (the position the explorer looks at).
+    """
+    w = _as_numpy(weights)
     if w.ndim != 2 or w.shape[0] != w.shape[1]:
         raise ValueError(f"plot_attention expects one (T, T) matrix, got shape {tuple(w.shape)}; "
                          "pick one head, e.g. weights[0, head] of a (B, nh, T, T) tensor")
-    labels = [{"\n": "⏎", " ": "␣"}.get(t, t) for t in tokens]
+    labels = [show_char(t) for t in tokens]
     if len(labels) != w.shape[0]:
         raise ValueError(f"got {len(labels)} tokens for a {w.shape[0]}x{w.shape[0]} attention matrix")
     side = min(max(3.0, 0.28 * len(labels)), 10.0)
     fig, ax = _new_axes(ax, (side + 1, side))
     im = ax.imshow(w, cmap=cmap, vmin=0.0, vmax=max(float(w.max()), 1e-9))
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    fontsize = 8 if len(labels) <= 40 else 5
+    ax.set_xticks(range(len(labels)), labels, fontsize=fontsize)
+    ax.set_yticks(range(len(labels)), labels, fontsize=fontsize)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
+    if highlight is not None:
+        from matplotlib.patches import Rectangle
+
+        ax.add_patch(Rectangle((-0.5, highlight - 0.5), len(labels), 1, fill=False, ec="red", lw=1.2))
     if title:
         ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if colorbar:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return fig, ax
+
+
+def plot_attention_grid(weights, tokens: Sequence[str] | str, fig=None, *, title: str | None = None,
+                        ncols: int = 4, cmap: str = "viridis"):
+    """Every head of one layer side by side: weights (nh, T, T) -> (fig, axes), one heatmap per head.
+
+    Axis labels are drawn only for short texts (up to 24 tokens); the shared colour scale is 0..1.
+    """
+    w = _as_numpy(weights)
+    if w.ndim != 3 or w.shape[1] != w.shape[2]:
+        raise ValueError(f"plot_attention_grid expects (nh, T, T) weights of one layer, got {tuple(w.shape)}")
+    labels = [show_char(t) for t in tokens]
+    if len(labels) != w.shape[1]:
+        raise ValueError(f"got {len(labels)} tokens for {w.shape[1]}x{w.shape[1]} attention matrices")
+    nh = w.shape[0]
+    ncols = max(1, min(ncols, nh))
+    nrows = math.ceil(nh / ncols)
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(2.2 * ncols + 0.6, 2.3 * nrows + 0.4))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for h, ax in enumerate(axes):
+        if h >= nh:
+            ax.set_axis_off()
+            continue
+        im = ax.imshow(w[h], cmap=cmap, vmin=0.0, vmax=1.0)
+        ax.set_title(f"head {h}", fontsize=9)
+        if len(labels) <= 24:
+            ax.set_xticks(range(len(labels)), labels, fontsize=6)
+            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig, axes[:nh]
+
+
+def plot_next_char_probs(probs: Sequence[tuple[str, float]], ax=None, *, title: str | None = None):
+    """Bar chart of [(char, probability)] (next_char_probs' output), most likely on the left -> (fig, ax)."""
+    fig, ax = _new_axes(ax, (7, 3))
+    labels = [show_char(c) for c, _ in probs]
+    ax.bar(range(len(probs)), [p for _, p in probs], color="tab:blue")
+    ax.set_xticks(range(len(probs)), labels, fontsize=10)
+    ax.set_ylabel("probability")
+    ax.set_xlabel("next character")
+    ax.set_ylim(0, 1)
+    for i, (_, p) in enumerate(probs):
+        ax.annotate(f"{p:.2f}", (i, p), ha="center", va="bottom", fontsize=8)
+    if title:
+        ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    return fig, ax
+
+
+_CLASS_COLORS = {"vowel": "tab:red", "consonant": "tab:blue", "capital": "tab:green",
+                 "punctuation": "tab:orange", "space": "tab:purple"}
+
+
+def plot_embedding_pca(coords, labels: Sequence[str], ax=None, *, title: str | None = None):
+    """Scatter of embeddings in 2-D (embedding_pca's output), each point written as its character and
+    coloured by char_class: vowel, consonant, capital, punctuation, space -> (fig, ax)."""
+    c = _as_numpy(coords)
+    if c.ndim != 2 or c.shape[1] != 2 or c.shape[0] != len(labels):
+        raise ValueError(f"expected (V, 2) coordinates for {len(labels)} labels, got {tuple(c.shape)}")
+    fig, ax = _new_axes(ax, (7, 5))
+    classes = [char_class(t) for t in labels]
+    for cls in CHAR_CLASSES:
+        pts = [i for i, k in enumerate(classes) if k == cls]
+        if pts:
+            ax.scatter(c[pts, 0], c[pts, 1], s=90, color=_CLASS_COLORS[cls], alpha=0.25, label=cls)
+    for i, t in enumerate(labels):
+        ax.annotate(show_char(t), (c[i, 0], c[i, 1]), ha="center", va="center", fontsize=8,
+                    color=_CLASS_COLORS[classes[i]])
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
     return fig, ax
 
 

@@ -1,18 +1,23 @@
 """Interactive notebook UIs, each a thin ipywidgets layer over a plain function you can call directly.
 
 The sampling playground (notebook 05) is a set of controls over `sampling.stream_text`; call
-`sample_text` with `playground.settings()` to get the same text without the widget. ipywidgets is
-imported only when a UI is built, so importing this module needs only torch.
+`sample_text` with `playground.settings()` to get the same text without the widget. The attention
+explorer (notebook 08) draws `explorer.attention_maps` with plotting's heatmaps and lists
+`explorer.top_attended`. ipywidgets is imported only when a UI is built, so importing this module
+needs only torch (and matplotlib's non-pyplot Figure for the explorer's images).
 """
 
 from __future__ import annotations
 
 import html
+import io
 import time
 
 import torch
 from torch import nn
 
+from .explorer import attention_maps, show_char, token_strings, top_attended
+from .plotting import plot_attention, plot_attention_grid
 from .sampling import default_prompt, stream_text
 
 SHAKESPEARE_PROMPT = "ROMEO:"
@@ -135,3 +140,135 @@ class SamplingPlayground:
 def sampling_playground(model: nn.Module, tokenizer, **defaults) -> SamplingPlayground:
     """Build the sampling playground for `model`; `defaults` set the controls' starting values."""
     return SamplingPlayground(model, tokenizer, **defaults)
+
+
+# Two speakers, so newline and speaker-name heads have something to show; 60 characters (block 64).
+EXPLORER_TEXT = "ROMEO:\nIs the day so young?\n\nBENVOLIO:\nBut new struck nine.\n"
+ALL_HEADS = "all"
+
+
+def _start_text(tokenizer, block_size: int) -> str:
+    """EXPLORER_TEXT when it fits the vocabulary and the context, else the vocabulary's first tokens."""
+    try:
+        if len(tokenizer.encode(EXPLORER_TEXT)) <= block_size:
+            return EXPLORER_TEXT
+    except ValueError:
+        pass
+    return tokenizer.decode(list(range(min(tokenizer.vocab_size, block_size, 32))))
+
+
+def _shaded(tokens: list[str], weights, position: int) -> str:
+    """The text as HTML, each character shaded by the weight `position` gives it (outlined: position)."""
+    spans = []
+    for j, tok in enumerate(tokens[: position + 1]):
+        a = float(weights[j])
+        border = "outline: 1px solid red;" if j == position else ""
+        spans.append(f"<span title='{j}: {a:.3f}' style='background: rgba(255,140,0,{min(1.0, a):.3f});"
+                     f"{border}'>{html.escape(show_char(tok))}</span>")
+    return "<span style='font-family: monospace'>" + "".join(spans) + "</span>"
+
+
+class AttentionExplorer:
+    """Text box, layer and head dropdowns ("all heads" = a grid) and a position slider over a GPT's
+    attention weights (notebook 08).
+
+    Display it as the last expression of a cell. `maps` holds attention_maps(model, tokenizer, text)
+    (n_layer, nh, T, T); `shown` the weights in the current image, (T, T) for one head or (nh, T, T);
+    `top` the current top_attended list per head shown; `image` the PNG. Changing a control calls
+    `on_text_change` or `on_selection_change`, which a test (or a reader) can also call directly.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, *, text: str | None = None, layer: int = 0,
+                 head: int | str = ALL_HEADS, position: int | None = None, k: int = 5, dpi: int = 72):
+        import ipywidgets as W
+
+        self.model, self.tokenizer, self.k, self.dpi = model, tokenizer, k, dpi
+        n_layer, nh = model.config.n_layer, model.config.n_head
+        text = _start_text(tokenizer, model.block_size) if text is None else text
+        self.maps = attention_maps(model, tokenizer, text)  # (n_layer, nh, T, T); bad text raises here
+        self.tokens = token_strings(tokenizer, tokenizer.encode(text))
+        T = len(self.tokens)
+        self.shown = None
+        self.top: dict[int, list] = {}
+        self._quiet = False  # set while on_text_change moves the slider itself
+        style = {"description_width": "70px"}
+        self.text = W.Textarea(value=text, description="text", continuous_update=False,
+                               layout=W.Layout(width="95%", height="70px"), style=style)
+        self.layer = W.Dropdown(options=[(f"layer {i}", i) for i in range(n_layer)], value=layer,
+                                description="layer", style=style)
+        self.head = W.Dropdown(options=[("all heads", ALL_HEADS)] + [(f"head {h}", h) for h in range(nh)],
+                               value=head, description="head", style=style)
+        self.position = W.IntSlider(value=T - 1 if position is None else position, min=0, max=T - 1,
+                                    description="position", continuous_update=False, style=style)
+        self.status = W.Label(value="")
+        self.image = W.Image(format="png")
+        self.attended = W.HTML(value="")
+        self.text.observe(self.on_text_change, names="value")
+        for control in (self.layer, self.head, self.position):
+            control.observe(self.on_selection_change, names="value")
+        self.widget = W.VBox([self.text, W.HBox([self.layer, self.head, self.position]), self.status,
+                              self.attended, self.image])
+        self.update()
+
+    def on_text_change(self, change=None) -> None:
+        """New text: recompute the maps; a text the model cannot read is reported, keeping the old view."""
+        text = self.text.value
+        try:
+            maps = attention_maps(self.model, self.tokenizer, text)
+        except ValueError as e:
+            self.status.value = f"error: {e}"
+            return
+        self.maps, self.tokens = maps, token_strings(self.tokenizer, self.tokenizer.encode(text))
+        T = len(self.tokens)
+        self._quiet = True  # one redraw below, not one per slider trait
+        try:
+            self.position.max = T - 1
+            self.position.value = T - 1
+        finally:
+            self._quiet = False
+        self.update()
+
+    def on_selection_change(self, change=None) -> None:
+        if not self._quiet:
+            self.update()
+
+    def heads(self) -> list[int]:
+        """The heads on show: one, or all of the layer."""
+        head = self.head.value
+        return list(range(self.maps.size(1))) if head == ALL_HEADS else [int(head)]
+
+    def update(self) -> None:
+        """Redraw the image and the top attended characters for the current controls."""
+        from matplotlib.figure import Figure
+
+        layer, pos = int(self.layer.value), min(int(self.position.value), len(self.tokens) - 1)
+        heads = self.heads()
+        self.top = {h: top_attended(self.maps, self.tokens, layer, h, pos, self.k) for h in heads}
+        if self.head.value == ALL_HEADS:
+            self.shown = self.maps[layer].clone()  # (nh, T, T)
+            fig = Figure(figsize=(2.2 * min(4, len(heads)) + 0.6, 2.3 * -(-len(heads) // 4) + 0.4))
+            plot_attention_grid(self.shown, self.tokens, fig, title=f"layer {layer}, all heads")
+        else:
+            self.shown = self.maps[layer, heads[0]].clone()  # (T, T)
+            fig = Figure(figsize=(6, 5))
+            plot_attention(self.shown, self.tokens, fig.add_subplot(), highlight=pos,
+                           title=f"layer {layer}, head {heads[0]}")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+        self.image.value = buf.getvalue()
+        rows = []
+        for h, top in self.top.items():
+            listed = ", ".join(f"{html.escape(repr(show_char(c)))}@{j} {w:.2f}" for c, j, w in top)
+            rows.append(f"<div><b>head {h}</b>: {_shaded(self.tokens, self.maps[layer, h, pos], pos)}"
+                        f" &nbsp; top: {listed}</div>")
+        self.attended.value = "".join(rows)
+        self.status.value = (f"position {pos} ({show_char(self.tokens[pos])!r}) attends to "
+                             f"(orange = more attention):")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def attention_explorer(model: nn.Module, tokenizer, text: str | None = None, **options) -> AttentionExplorer:
+    """Build the attention explorer for a GPT; `options` set layer, head ("all" or a number), position, k."""
+    return AttentionExplorer(model, tokenizer, text=text, **options)

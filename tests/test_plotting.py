@@ -1,4 +1,5 @@
-"""Tests for plots: loss curves, attention heatmaps, and the live-plot callback in and outside notebooks."""
+"""Tests for plots: loss curves, attention heatmaps and grids, next-character bars, embedding scatters,
+and the live-plot callback in and outside notebooks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import pytest
 import torch
 
 from shakespeare_lm import History, plotting
-from shakespeare_lm.plotting import LivePlotCallback, plot_attention, plot_history
+from shakespeare_lm.plotting import (
+    LivePlotCallback,
+    plot_attention,
+    plot_attention_grid,
+    plot_embedding_pca,
+    plot_history,
+    plot_next_char_probs,
+)
 
 matplotlib.use("Agg")  # no window; pyplot picks its backend at the first figure
 
@@ -113,3 +121,50 @@ def test_live_plot_updates_one_display_in_a_notebook(monkeypatch):
     assert (np.abs(last - orange).sum(-1) < 0.1).sum() > 20  # the val curve is drawn
     assert not np.array_equal(first, last)  # a later redraw shows the new points
     assert plt.get_fignums() == figures  # no pyplot figure left to print a second copy
+
+
+def test_plot_attention_highlights_the_chosen_row_and_labels_spaces():
+    w = torch.eye(3)
+    _, ax = plot_attention(w, "a b", highlight=1, colorbar=False)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "␣", "b"]
+    (box,) = ax.patches
+    assert box.get_xy() == (-0.5, 0.5) and (box.get_width(), box.get_height()) == (3, 1)  # row 1, all keys
+    assert len(ax.figure.axes) == 1  # no colorbar axes
+
+
+def test_plot_attention_grid_draws_every_head_of_a_layer():
+    w = torch.rand(6, 5, 5).tril()
+    fig, axes = plot_attention_grid(w, "ab\ncd", title="layer 2")
+    assert len(axes) == 6 and [ax.get_title() for ax in axes] == [f"head {h}" for h in range(6)]
+    for h, ax in enumerate(axes):
+        np.testing.assert_allclose(ax.images[0].get_array(), w[h].numpy())
+        assert ax.images[0].get_clim() == (0.0, 1.0)  # one colour scale for every head
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b", "⏎", "c", "d"]
+    assert fig._suptitle.get_text() == "layer 2"
+    spare = [ax for ax in fig.axes if ax not in list(axes) and not ax.images and not ax.axison]
+    assert len(spare) == 2  # 6 heads in a 2 x 4 grid: two empty cells switched off
+    with pytest.raises(ValueError, match="one layer"):
+        plot_attention_grid(torch.ones(5, 5), "abcde")
+    with pytest.raises(ValueError, match="4 tokens"):
+        plot_attention_grid(w, "abcd")
+
+
+def test_plot_next_char_probs_bars_in_the_given_order():
+    probs = [("e", 0.5), (" ", 0.3), ("\n", 0.1)]
+    _, ax = plot_next_char_probs(probs, title="after 'th'")
+    assert [b.get_height() for b in ax.patches] == [0.5, 0.3, 0.1]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["e", "␣", "⏎"]
+    assert [t.get_text() for t in ax.texts] == ["0.50", "0.30", "0.10"]
+    assert ax.get_title() == "after 'th'"
+
+
+def test_plot_embedding_pca_colours_points_by_character_class():
+    labels = list("aeb\n A!")
+    coords = torch.arange(14, dtype=torch.float).view(7, 2)
+    _, ax = plot_embedding_pca(coords, labels)
+    groups = {c.get_label(): c.get_offsets().tolist() for c in ax.collections}
+    assert groups == {"vowel": [[0, 1], [2, 3]], "consonant": [[4, 5]], "capital": [[10, 11]],
+                      "punctuation": [[12, 13]], "space": [[6, 7], [8, 9]]}
+    assert [t.get_text() for t in ax.texts] == ["a", "e", "b", "⏎", "␣", "A", "!"]
+    with pytest.raises(ValueError, match="7 labels"):
+        plot_embedding_pca(torch.zeros(7, 3), labels)

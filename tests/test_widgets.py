@@ -1,14 +1,20 @@
-"""The sampling playground driven headlessly (no kernel, no browser): controls in, sampled text out."""
+"""The sampling playground and the attention explorer, driven headlessly (no kernel, no browser)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from shakespeare_lm.explorer import attention_maps, top_attended
 from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.sampling import sample_text
 from shakespeare_lm.tokenizer import CharTokenizer
-from shakespeare_lm.widgets import SamplingPlayground, sampling_playground
+from shakespeare_lm.widgets import (
+    AttentionExplorer,
+    SamplingPlayground,
+    attention_explorer,
+    sampling_playground,
+)
 
 ipywidgets = pytest.importorskip("ipywidgets")
 
@@ -95,3 +101,63 @@ def test_bad_prompt_shows_error_and_keeps_ui_alive(model, tok):
     pg.prompt.value = "nave"  # fixing the prompt makes the next click work
     pg.button.click()
     assert pg.text.startswith("nave") and len(pg.text) == 14
+
+
+# --- the attention explorer (notebook 08) -------------------------------------------------------
+
+EXPLORER_TEXT = "ROMEO:\nIs it so?"  # 16 characters: the tiny preset's block_size
+
+
+@pytest.fixture()
+def explorer(model, tok):
+    return attention_explorer(model, tok, text=EXPLORER_TEXT, head=0)
+
+
+def test_explorer_starts_with_the_models_attention(explorer, model, tok):
+    assert isinstance(explorer, AttentionExplorer)
+    assert torch.equal(explorer.maps, attention_maps(model, tok, EXPLORER_TEXT))
+    assert torch.equal(explorer.shown, explorer.maps[0, 0])  # layer 0, head 0
+    assert explorer.position.value == explorer.position.max == 15  # the last character
+    assert explorer.top == {0: top_attended(explorer.maps, EXPLORER_TEXT, 0, 0, 15, 5)}
+    assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "head 0" in explorer.attended.value and "position 15" in explorer.status.value
+    assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
+
+
+def test_explorer_reacts_to_layer_head_and_position(explorer):
+    image, attended = explorer.image.value, explorer.attended.value
+    explorer.layer.value = 1  # the observer calls on_selection_change
+    assert torch.equal(explorer.shown, explorer.maps[1, 0]) and explorer.image.value != image
+    image = explorer.image.value
+    explorer.head.value = 1
+    assert torch.equal(explorer.shown, explorer.maps[1, 1]) and explorer.image.value != image
+    assert explorer.attended.value != attended
+    image, top = explorer.image.value, explorer.top
+    explorer.position.value = 6  # the newline after "ROMEO:"
+    assert explorer.top == {1: top_attended(explorer.maps, EXPLORER_TEXT, 1, 1, 6, 5)} != top
+    assert all(j <= 6 for _, j, _ in explorer.top[1])
+    assert explorer.image.value != image  # the highlighted row moved
+    explorer.head.value = "all"
+    assert explorer.shown.shape == (2, 16, 16) and torch.equal(explorer.shown, explorer.maps[1])
+    assert set(explorer.top) == {0, 1} and "head 1" in explorer.attended.value
+
+
+def test_explorer_handlers_can_be_called_directly(explorer, model, tok):
+    explorer.text.value = "JULIET:\nAy me"  # fires on_text_change
+    assert torch.equal(explorer.maps, attention_maps(model, tok, "JULIET:\nAy me"))
+    assert explorer.position.max == explorer.position.value == 12 and len(explorer.tokens) == 13
+    before = explorer.image.value
+    explorer.layer.value = 1
+    explorer.on_selection_change()
+    assert explorer.image.value != before and torch.equal(explorer.shown, explorer.maps[1, 0])
+
+
+def test_explorer_reports_bad_text_and_keeps_the_last_view(explorer):
+    maps, image = explorer.maps, explorer.image.value
+    explorer.text.value = "x" * 40  # longer than block_size 16
+    assert explorer.status.value.startswith("error:") and "block_size" in explorer.status.value
+    assert explorer.maps is maps and explorer.image.value == image
+    explorer.text.value = "naïve"
+    assert "not in the vocabulary" in explorer.status.value
+    explorer.text.value = "fine"  # fixing the text brings the explorer back
+    assert explorer.maps.shape[-1] == 4 and not explorer.status.value.startswith("error")
