@@ -8,8 +8,9 @@ A checkpoint directory holds:
   model.safetensors      weights of the bare model (no `_orig_mod.` / `module.` prefixes)
   optimizer.safetensors  optimizer state tensors, keyed `state.<param index>.<name>`
   rng.safetensors        torch CPU / CUDA / data-order generator states
-  meta.json              model type + config, train config, tokenizer, step, best val loss,
-                         optimizer param groups, file sizes + sha256, version
+  meta.json              model type + config, train config, tokenizer (any kind: its to_dict(),
+                         which names the kind), step, best val loss, optimizer param groups,
+                         file sizes + sha256, version
 
 `peek` checks file sizes only (cheap, for choosing a checkpoint); loading checks every sha256 once.
 """
@@ -310,7 +311,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Rebuild the model (eval mode, on `device`) and tokenizer saved at `path` -> (model, tokenizer, meta).
 
     `path` is a checkpoint directory or a training run directory (its `checkpoint/` is used).
-    tokenizer is None if none was saved. Raises CheckpointError if anything is missing or wrong.
+    The tokenizer is rebuilt by `tokenizer_from_dict` (char, bpe or word; a char tokenizer saved
+    before tokenizers recorded their kind loads as char), None if none was saved.
+    Raises CheckpointError if anything is missing or wrong.
     """
     meta = read_meta(path)
     d = Path(meta["path"])

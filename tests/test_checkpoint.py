@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from shakespeare_lm import CharTokenizer
 from shakespeare_lm import checkpoint as ckpt
+from shakespeare_lm.bpe import BPETokenizer
 from shakespeare_lm.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -24,7 +24,9 @@ from shakespeare_lm.checkpoint import (
     save_checkpoint,
 )
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
+from shakespeare_lm.tokenizer import CharTokenizer
 from shakespeare_lm.train import TrainConfig
+from shakespeare_lm.word_tokenizer import WordTokenizer
 
 TOK = CharTokenizer("\n !,.:?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -277,3 +279,43 @@ def test_loads_an_older_checkpoint_with_python_and_numpy_rng_fields(tmp_path):
     restore_rng_state(state["rng_state"], gen2)
     assert state["step"] == 4 and set(state["rng_state"]) == {"torch_cpu", "data_generator", "cuda"}
     torch.testing.assert_close(torch.rand(3, generator=gen2), expected)
+
+
+# --- any tokenizer ------------------------------------------------------------------------------
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 8
+
+
+@pytest.mark.parametrize("tokenizer", [BPETokenizer.train(TEXT, 300), WordTokenizer.train(TEXT, 12)],
+                         ids=["bpe", "word"])
+def test_any_tokenizer_round_trips_with_its_model(tmp_path, tokenizer):
+    torch.manual_seed(0)
+    model = GPT(get_preset("tiny", tokenizer=tokenizer))
+    path = save_checkpoint(tmp_path / "ck", model, tokenizer=tokenizer, step=3)
+    assert json.loads((path / "meta.json").read_text())["tokenizer"]["kind"] == tokenizer.kind
+    loaded, tok, meta = load_checkpoint(path)
+    assert type(tok) is type(tokenizer) and tok == tokenizer and tok.vocab_size == tokenizer.vocab_size
+    assert meta["model"]["config"]["vocab_size"] == tokenizer.vocab_size
+    assert tok.encode(TEXT) == tokenizer.encode(TEXT)
+    ids = torch.tensor([tokenizer.encode(TEXT)[:16]])  # (1, T)
+    torch.testing.assert_close(loaded(ids)[0], model.eval()(ids)[0])
+
+
+def test_a_char_tokenizer_saved_before_tokenizers_had_a_kind_still_loads(tmp_path):
+    model, _ = make()
+    path = save_checkpoint(tmp_path / "ck", model, tokenizer=TOK)
+    meta = json.loads((path / "meta.json").read_text())
+    del meta["tokenizer"]["kind"]  # what older versions wrote: format + version + chars
+    (path / "meta.json").write_text(json.dumps(meta))
+    _, tok, _ = load_checkpoint(path)
+    assert isinstance(tok, CharTokenizer) and tok == TOK
+
+
+def test_an_unknown_tokenizer_kind_is_a_checkpoint_error(tmp_path):
+    model, _ = make()
+    path = save_checkpoint(tmp_path / "ck", model, tokenizer=TOK)
+    meta = json.loads((path / "meta.json").read_text())
+    meta["tokenizer"]["kind"] = "sentencepiece"
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="broken tokenizer: unknown tokenizer kind 'sentencepiece'"):
+        load_checkpoint(path)
