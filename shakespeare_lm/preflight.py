@@ -37,6 +37,14 @@ def check_block_size(model: nn.Module, block_size: int) -> None:
                          f"{model_block}; lower it or build a model with a longer context")
 
 
+def check_inputs(model: nn.Module, train_data: torch.Tensor, val_data: torch.Tensor, block_size: int) -> None:
+    """Both splits are token-id tensors longer than block_size, with ids the model can embed."""
+    check_data(train_data, "train_data", block_size)
+    check_data(val_data, "val_data", block_size)
+    check_block_size(model, block_size)
+    check_vocab(model, {"train_data": train_data, "val_data": val_data})
+
+
 def model_vocab_size(model: nn.Module) -> int | None:
     """model.config.vocab_size, else the rows of its token embedding table (None if neither exists)."""
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)

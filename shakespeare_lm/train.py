@@ -4,16 +4,12 @@ Follows nanoGPT's train.py (and the Zero-to-Hero GPT lecture's `estimate_loss`),
 `train(model, train_data, val_data, config) -> History` that works for every model in the package.
 Shapes: B batch, T time (block_size), V vocab.
 
-Callbacks: any object with some of `on_step(state)` (after every optimizer step), `on_eval(state)`
-(after every loss estimate) and `on_train_end(state)`, or a plain function (called as on_eval).
-`state` is a TrainState; set `state.stop = True` to end training gracefully (with a final eval).
-Under DDP they run on rank 0 only.
-
-Several processes: launched by `torchrun`, `train` joins the process group (nccl on CUDA, gloo on
-CPU), wraps the model in DistributedDataParallel, gives each rank its own data order
-(seed + rank), skips the gradient all-reduce on accumulation micro-steps (`no_sync`), and lets
-only rank 0 print, call callbacks and write files. batch_size and grad_accum_steps are per rank:
-one optimizer step sees batch_size * grad_accum_steps * world_size sequences.
+Callbacks: objects with any of `on_step(state)`, `on_eval(state)`, `on_train_end(state)`, or plain
+functions (called as on_eval); `state` is a TrainState, and `state.stop = True` ends training
+after a final eval. Under `torchrun`, train joins the process group (nccl on CUDA, gloo on CPU),
+wraps the model in DistributedDataParallel, gives each rank its own data order (seed + rank),
+skips the all-reduce on accumulation micro-steps (`no_sync`), and lets only rank 0 print, call
+callbacks and write files. batch_size and grad_accum_steps are per rank.
 """
 
 from __future__ import annotations
@@ -83,7 +79,7 @@ def train(
     last good checkpoint; Ctrl-C saves a checkpoint and returns the history so far. Under
     `torchrun` this runs DDP (see distributed.py). Seeds dropout with `config.seed + rank`.
 
-    callbacks: objects with on_step / on_eval / on_train_end (see the module docstring).
+    callbacks: objects with on_step / on_eval / on_train_end, or functions (see the module docstring).
     resume_from: a checkpoint or run directory to continue: weights, optimizer, LR schedule, data
       order and RNG. If it already reached max_iters nothing is trained or written and the history
       comes back with stop_reason "already_done".
@@ -95,17 +91,14 @@ def train(
     config = TrainConfig() if config is None else config
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    preflight.check_data(train_data, "train_data", config.block_size)
-    preflight.check_data(val_data, "val_data", config.block_size)
-    preflight.check_block_size(model, config.block_size)
-    preflight.check_vocab(model, {"train_data": train_data, "val_data": val_data})
+    preflight.check_inputs(model, train_data, val_data, config.block_size)
     device = pick_device(config.device)
     preflight.check_memory(model, config.batch_size, config.block_size, device)
     info, device, started = init_distributed(device)
     lock = RunLock(config.out_dir) if config.out_dir is not None and info.is_main else None
     try:
         if lock is not None:
-            _acquire(lock)
+            lock.acquire()  # before anything is written; RunDirLockedError if another run holds it
         if config.out_dir is not None and resume_from is None:
             preflight.check_run_dir(Path(config.out_dir), overwrite, remove_old=info.is_main)
         return _train(model, train_data, val_data, config, list(callbacks), resume_from, tokenizer,
@@ -115,13 +108,6 @@ def train(
             lock.release()
         if started:
             dist.destroy_process_group()
-
-
-def _acquire(lock: RunLock) -> None:
-    try:
-        lock.acquire()
-    except OSError as e:  # e.g. out_dir is a file, or not writable (RunDirLockedError passes through)
-        raise OSError(f"cannot use out_dir {str(lock.run_dir)!r}: {e.strerror or e}") from None
 
 
 def _drop_superseded_interrupted(out_dir: Path) -> None:

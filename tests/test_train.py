@@ -274,18 +274,28 @@ def test_time_budget_fits_the_schedule_and_resumes(corpus, tmp_path, monkeypatch
     assert h.iter_losses == pytest.approx(history.iter_losses)
 
 
-def test_compile_is_decided_before_the_first_step(corpus, monkeypatch):
+def test_compile_is_decided_before_the_first_step(corpus, monkeypatch, tmp_path):
     tok, tr, va = corpus
     steps = []
 
-    class Broken(torch.nn.Module):
-        def forward(self, idx, targets=None):
-            raise RuntimeError("inductor exploded")
+    class FailsToTrain(torch.nn.Module):
+        """A compiled model whose eval graph works but whose training graph does not."""
 
-    monkeypatch.setattr(torch, "compile", lambda model: Broken())
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, idx, targets=None):
+            if self.model.training:
+                raise RuntimeError("inductor exploded")
+            return self.model(idx, targets)
+
+    monkeypatch.setattr(torch, "compile", FailsToTrain)
+    out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="inductor exploded"):
-        train(tiny_gpt(tok), tr, va, cfg(compile="on"), callbacks=[_OnStep(lambda s: steps.append(s.step))])
-    assert steps == []
+        train(tiny_gpt(tok), tr, va, cfg(compile="on", out_dir=str(out)),
+              callbacks=[_OnStep(lambda s: steps.append(s.step))])
+    assert steps == [] and not (out / "checkpoint").exists()  # failed before the step-0 estimate saved
 
     # the trial step leaves no trace: same losses as eager, dropout's RNG and gradients untouched
     monkeypatch.setattr(torch, "compile", lambda model: model)
