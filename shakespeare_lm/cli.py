@@ -1,6 +1,7 @@
 """Command line: `python -m shakespeare_lm train | generate | evaluate` (also `shakespeare-lm ...`).
 
-Follows nanoGPT's train.py / sample.py entry points, with named presets instead of config files.
+Follows nanoGPT's train.py / sample.py entry points, with named presets instead of config files,
+any tokenizer of the registry (char, bpe, word) and the models shipped with the package (--pretrained).
 Under `torchrun --nproc_per_node=N -m shakespeare_lm train ...` training runs with DDP.
 """
 
@@ -22,9 +23,10 @@ from .distributed import dist_info_from_env
 from .evaluation import evaluate
 from .model import PRESETS, build_model, get_preset
 from .precision import DTYPES
+from .pretrained import PRETRAINED_MODELS, pretrained
 from .runlock import RunDirLockedError, RunLock
 from .sampling import default_prompt, sample_text, stream_text
-from .tokenizer import CharTokenizer, tokenizer_from_dict
+from .tokenizer import TOKENIZERS, CharTokenizer, tokenizer_from_dict
 from .train import (
     CHECKPOINT_MODES,
     COMPILE_MODES,
@@ -42,9 +44,15 @@ DEFAULT_PRESET = "cpu-small"
 _EPILOG = """examples:
   python -m shakespeare_lm train --preset cpu-small --out runs/cpu-small
   python -m shakespeare_lm train --out runs/cpu-small --resume --max-iters 4000
+  python -m shakespeare_lm train --tokenizer bpe --vocab-size 512 --out runs/bpe-512
   python -m shakespeare_lm generate --checkpoint runs/cpu-small --prompt "ROMEO:" --stream
-  python -m shakespeare_lm evaluate --checkpoint runs/cpu-small
+  python -m shakespeare_lm evaluate --checkpoint runs/bpe-512
+  python -m shakespeare_lm generate --pretrained cpu-small --prompt "ROMEO:"
+  python -m shakespeare_lm evaluate --pretrained cpu-small
   torchrun --nproc_per_node=4 -m shakespeare_lm train --preset baby-gpt --out runs/baby-gpt
+
+evaluate reports the loss per token and bits per character: only the latter compares models
+with different tokenizers (a BPE token holds several characters, so its loss per token is larger).
 """
 
 
@@ -98,6 +106,13 @@ def _train_parser(sub) -> None:
     t.add_argument("--out", required=True, metavar="DIR", help="run directory for checkpoints and history")
     t.add_argument("--data", metavar="FILE", help="UTF-8 text file to train on (default: Tiny Shakespeare)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--tokenizer", choices=list(TOKENIZERS),
+                   help="char: one token per character (default); bpe: byte-level BPE; word: the most "
+                        "frequent words + <unk>; bpe and word are trained on the train split only "
+                        "(on --resume: the run's own)")
+    t.add_argument("--vocab-size", type=_positive_int, metavar="N",
+                   help="tokens in the vocabulary, for --tokenizer bpe (at least 256, the bytes) and word; "
+                        "a char vocabulary is the corpus's characters")
     t.add_argument("--overwrite", action="store_true",
                    help="start afresh in an --out that already holds a trained model, replacing it")
     t.add_argument("--max-iters", type=_positive_int, help="total optimizer steps")
@@ -131,35 +146,47 @@ def _train_parser(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _model_source(p) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="DIR", help="checkpoint or run directory")
+    src.add_argument("--pretrained", choices=list(PRETRAINED_MODELS),
+                     help="a model shipped with the package, trained on Tiny Shakespeare (loads offline)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Train, sample and evaluate character-level GPTs.",
+    parser = _Parser(prog=PROG, description="Train, sample and evaluate GPTs on Tiny Shakespeare: "
+                     "character-level by default, or with a BPE or word tokenizer.",
                      epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate}", parser_class=_Parser)
     sub.required = True
     _train_parser(sub)
 
-    g = sub.add_parser("generate", help="sample text from a checkpoint",
-                       description="Sample text from a trained checkpoint.")
-    g.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint or run directory")
+    g = sub.add_parser("generate", help="sample text from a checkpoint or a bundled model",
+                       description="Sample text from a checkpoint or a model shipped with the package.")
+    _model_source(g)
     g.add_argument("--prompt", help="text to continue (default: a newline, or a space if the vocabulary "
                                     "has no newline)")
-    g.add_argument("--max-new-tokens", type=_positive_int, default=500, help="characters to generate")
+    g.add_argument("--max-new-tokens", type=_positive_int, default=500,
+                   help="tokens to generate (characters, for a char model)")
     g.add_argument("--temperature", type=_non_negative_float, default=0.8,
-                   help="<1 sharper, >1 more random, 0 = always the most likely character")
-    g.add_argument("--top-k", type=_positive_int, help="sample only from the k most likely characters")
+                   help="<1 sharper, >1 more random, 0 = always the most likely token")
+    g.add_argument("--top-k", type=_positive_int, help="sample only from the k most likely tokens")
     g.add_argument("--top-p", type=_probability,
-                   help="sample from the smallest set of characters with this total probability")
+                   help="sample from the smallest set of tokens with this total probability")
     g.add_argument("--seed", type=int, help="random seed, for repeatable samples")
     g.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps (default: %(default)s)")
     g.add_argument("--window-stride", type=_positive_int, default=1,
                    help="past the context length, re-crop the window every N tokens instead of every "
                         "token, so the KV cache keeps working (faster; default 1 = the lecture's crop)")
-    g.add_argument("--stream", action="store_true", help="print characters as they are generated")
+    g.add_argument("--stream", action="store_true", help="print the text as it is generated")
 
-    e = sub.add_parser("evaluate", help="loss, bits/char and perplexity on the whole val split",
-                       description="Evaluate a checkpoint on the whole validation split of its corpus.")
-    e.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint or run directory")
-    e.add_argument("--data", metavar="FILE", help="text file to evaluate on (default: the training corpus)")
+    e = sub.add_parser("evaluate", help="loss per token, bits per character and perplexity on the val split",
+                       description="Evaluate a checkpoint (or a bundled model) on the whole validation split "
+                       "(the last 10%% of the characters) of its corpus.")
+    _model_source(e)
+    e.add_argument("--data", metavar="FILE",
+                   help="text file to evaluate on (default: the training corpus; Tiny Shakespeare for "
+                        "--pretrained)")
     e.add_argument("--batch-size", type=_positive_int, default=64, help="windows per batch")
     e.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -205,12 +232,62 @@ def _check_run_dir(out: Path, args) -> None:
         lock.release()
 
 
+def _check_tokenizer_args(args) -> None:
+    """A fresh run: --vocab-size goes with bpe and word, never with char (a resumed run: _saved_tokenizer)."""
+    kind = args.tokenizer or "char"
+    if args.resume:
+        return
+    if kind == "char" and args.vocab_size is not None:
+        raise CLIError("--vocab-size is for --tokenizer bpe or word; a char vocabulary is the corpus's "
+                       "characters")
+    if kind != "char" and args.vocab_size is None:
+        raise CLIError(f"--tokenizer {kind} needs --vocab-size N (e.g. 512)")
+
+
+def _saved_tokenizer(saved: dict, args, out: Path):
+    """The tokenizer a resumed run was trained with; --tokenizer/--vocab-size may only repeat it."""
+    if saved.get("tokenizer") is None:
+        raise CLIError(f"the checkpoint in {out} has no tokenizer; cannot resume it")
+    tok = tokenizer_from_dict(saved["tokenizer"])
+    if args.tokenizer and args.tokenizer != tok.kind:
+        raise CLIError(f"{out} was trained with --tokenizer {tok.kind}, not {args.tokenizer}; "
+                       "drop --tokenizer to resume it")
+    if args.vocab_size is not None and args.vocab_size != tok.vocab_size:
+        raise CLIError(f"{out} has a {tok.kind} vocabulary of {tok.vocab_size} tokens, not "
+                       f"{args.vocab_size}; drop --vocab-size to resume it")
+    return tok
+
+
+def _new_tokenizer(args, text: str, train_text: str):
+    """-> (tokenizer, where it came from). bpe and word learn from the train split only, so the val
+    split stays unseen; a char vocabulary is every character of the corpus, so the val text encodes."""
+    kind = args.tokenizer or "char"
+    if kind == "char":
+        return CharTokenizer.from_text(text), "the corpus's characters"
+    t0 = time.perf_counter()
+    try:
+        tok = TOKENIZERS[kind].train(train_text, args.vocab_size)
+    except ValueError as e:
+        raise CLIError(f"--tokenizer {kind} --vocab-size {args.vocab_size}: {e}") from None
+    return tok, f"trained on the train split in {time.perf_counter() - t0:.1f} s"
+
+
+def _describe_tokenizer(tok, how: str, train_text, train_data, val_text, val_data) -> str:
+    line = (f"tokenizer {tok.kind}: {tok.vocab_size:,} tokens ({how}); "
+            f"{len(train_data) / len(train_text):.3f} tokens/char on train, "
+            f"{len(val_data) / len(val_text):.3f} on val")
+    if hasattr(tok, "unknown_rate"):  # a word vocabulary: what share of the val text it cannot name
+        line += f"; {tok.unknown_rate(val_text):.1%} of val tokens are <unk>"
+    return line
+
+
 def cmd_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device:
         pick_device(args.device)  # an unknown or missing device fails now, not after loading the data
     out = Path(args.out).expanduser()
+    _check_tokenizer_args(args)
     info = dist_info_from_env()
     if info.is_main:  # one lock per run: the other ranks write nothing
         _check_run_dir(out, args)
@@ -223,6 +300,7 @@ def cmd_train(args) -> int:
             raise CLIError(f"{out} was trained with --preset {saved_preset}, not {args.preset}; "
                            "drop --preset to resume it")
         preset = saved_preset or args.preset or "saved run"
+        tokenizer = _saved_tokenizer(saved, args, out)
         max_iters = args.max_iters or (saved.get("train_config") or {}).get("max_iters")
         if max_iters is not None and saved["step"] >= max_iters:
             given = f"--max-iters is {args.max_iters}" if args.max_iters else f"its max_iters is {max_iters}"
@@ -230,20 +308,21 @@ def cmd_train(args) -> int:
                   "pass a larger --max-iters to train further")
             return 0
     text, source = _load_corpus(args.data if args.data or saved is None else _saved_source(saved))
+    train_text, val_text = train_val_split(text)  # by characters, so every tokenizer sees the same split
     base = dataclasses.asdict(get_train_preset(preset)) if preset in TRAIN_PRESETS else {}
     if saved is not None:
-        tokenizer = tokenizer_from_dict(saved["tokenizer"])
+        how = "from the checkpoint"
         model = build_model(saved["model"]["type"], saved["model"]["config"])
         base.update(saved.get("train_config") or {})
     else:
-        tokenizer = CharTokenizer.from_text(text)
-        overrides = {"vocab_size": tokenizer.vocab_size}
+        tokenizer, how = _new_tokenizer(args, text, train_text)
+        overrides = {}
         if args.block_size:
             overrides["block_size"] = args.block_size
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
         torch.manual_seed(args.seed if args.seed is not None else base["seed"])  # model init
-        model = build_model("GPT", dataclasses.asdict(get_preset(preset, **overrides)))
+        model = build_model("GPT", dataclasses.asdict(get_preset(preset, tokenizer=tokenizer, **overrides)))
     cli = {"max_iters": args.max_iters, "max_time": args.max_time, "batch_size": args.batch_size,
            "block_size": args.block_size, "learning_rate": args.learning_rate, "min_lr": args.min_lr,
            "lr_schedule": args.lr_schedule, "warmup_iters": args.warmup_iters,
@@ -254,8 +333,10 @@ def cmd_train(args) -> int:
     base.update({k: v for k, v in cli.items() if v is not None})
     base.update(out_dir=str(out), progress=not args.no_progress)
     config = TrainConfig.from_dict(base)
-    train_data, val_data = train_val_split(_encode(tokenizer, text, f"the corpus {source}"))
+    train_data = _encode(tokenizer, train_text, f"the corpus {source}")
+    val_data = _encode(tokenizer, val_text, f"the corpus {source}")
     if info.is_main:
+        print(_describe_tokenizer(tokenizer, how, train_text, train_data, val_text, val_data))
         n = sum(p.numel() for p in model.parameters())
         print(f"{'resuming' if saved else 'training'} {preset}: {n / 1e6:.2f}M parameters, "
               f"{len(train_data):,} train / {len(val_data):,} val tokens, out_dir {out}", flush=True)
@@ -277,9 +358,8 @@ def cmd_train(args) -> int:
                  f"best val {history.best_val_loss:.4f}")
     print(line)
     if args.final_eval:
-        r = evaluate(model, val_data.to(next(model.parameters()).device), config.block_size)
-        print(f"full val split: loss {r.loss:.4f}, {r.bits_per_char:.4f} bits/char, "
-              f"perplexity {r.perplexity:.3f}")
+        r = _score(model, val_text, val_data, config.block_size, 64, next(model.parameters()).device)
+        print(f"full val split: {_result_line(r)}")
     if history.stop_reason == "interrupted":
         print(f"interrupted; resume with: python -m shakespeare_lm train --out {out} --resume",
               file=sys.stderr)
@@ -287,8 +367,31 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _score(model, val_text: str, val_data: torch.Tensor, block_size, batch_size: int, device) -> dict:
+    """Loss over the whole val split, per token and per character.
+
+    bits/char = the val text's total nats / its characters / ln 2, i.e. the mean loss per token times
+    the tokens per character: a BPE token carries several characters, so only this unit compares
+    tokenizers. For a char model it is loss / ln 2. Computed here from EvalResult.loss (nats per
+    predicted token), whatever EvalResult.bits_per_char means.
+    """
+    r = evaluate(model, val_data.to(device), block_size, batch_size)
+    tokens_per_char = len(val_data) / len(val_text)
+    return {**r.to_dict(), "bits_per_char": r.loss * tokens_per_char / math.log(2),
+            "chars": len(val_text), "tokens_per_char": tokens_per_char}
+
+
+def _result_line(r: dict) -> str:
+    return (f"val loss {r['loss']:.4f} nats/token ({r['tokens']:,} tokens) | "
+            f"{r['bits_per_char']:.4f} bits/char | perplexity {r['perplexity']:.3f}")
+
+
 def _load(args) -> tuple:
+    """(model, tokenizer, meta, device) from --checkpoint or --pretrained; meta is {} for a bundled model."""
     device = pick_device(args.device)  # before loading: "CUDA is not available" beats a traceback
+    if args.pretrained:
+        model, tokenizer = pretrained(args.pretrained, device=device)
+        return model, tokenizer, {}, device
     model, tokenizer, meta = load_checkpoint(args.checkpoint, device=device)
     if tokenizer is None:
         raise CLIError(f"checkpoint {meta['path']} has no tokenizer; cannot turn text into tokens")
@@ -313,15 +416,20 @@ def cmd_generate(args) -> int:
 def cmd_evaluate(args) -> int:
     model, tokenizer, meta, device = _load(args)
     text, source = _load_corpus(args.data if args.data is not None else _saved_source(meta))
-    _, val_data = train_val_split(_encode(tokenizer, text, f"the corpus {source}"))
+    _, val_text = train_val_split(text)  # by characters, as training split it
+    val_data = _encode(tokenizer, val_text, f"the corpus {source}")
     block_size = getattr(model, "block_size", None) or (meta.get("train_config") or {}).get("block_size")
-    r = evaluate(model, val_data.to(device), block_size, args.batch_size)
+    r = _score(model, val_text, val_data, block_size, args.batch_size, device)
+    what = {"pretrained": args.pretrained} if args.pretrained else {"checkpoint": meta["path"]}
     if args.json:
-        print(json.dumps({**r.to_dict(), "step": meta.get("step"), "data": source}))
+        print(json.dumps({**r, **what, "step": meta.get("step"), "data": source,
+                          "tokenizer": tokenizer.kind, "vocab_size": tokenizer.vocab_size}))
     else:
-        print(f"checkpoint {meta['path']} (step {meta.get('step')}), val split of {source}: "
-              f"{r.tokens:,} tokens")
-        print(f"val loss {r.loss:.4f} | bits/char {r.bits_per_char:.4f} | perplexity {r.perplexity:.3f}")
+        model_name = (f"pretrained model {args.pretrained}" if args.pretrained
+                      else f"checkpoint {meta['path']} (step {meta.get('step')})")
+        print(f"{model_name}, {tokenizer.kind} tokenizer ({tokenizer.vocab_size:,} tokens), val split of "
+              f"{source}: {r['chars']:,} characters, {r['tokens_per_char']:.3f} tokens/char")
+        print(_result_line(r))
     return 0
 
 

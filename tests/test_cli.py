@@ -14,6 +14,8 @@ from shakespeare_lm.__main__ import main
 from shakespeare_lm.checkpoint import read_meta
 from shakespeare_lm.model import PRESETS
 from shakespeare_lm.precision import DTYPES
+from shakespeare_lm.pretrained import PRETRAINED_MODELS
+from shakespeare_lm.tokenizer import TOKENIZERS
 from shakespeare_lm.train import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
 
 
@@ -83,6 +85,10 @@ def test_train_generate_evaluate(tmp_path, corpus_file, capsys):
     (["train", "--preset", "tiny", "--out", "{tmp}/r", "--data", "{corpus}", "--betas", "0.9", "1.5"],
      "betas must be two numbers in [0, 1)"),
     ([], "required"),
+    (["generate"], "one of the arguments --checkpoint --pretrained is required"),
+    (["evaluate", "--checkpoint", "x", "--pretrained", "cpu-small"], "not allowed with argument"),
+    (["generate", "--pretrained", "gpt-5"], "invalid choice: 'gpt-5' (choose from"),
+    (["evaluate", "--pretrained", "gpt-5"], "invalid choice: 'gpt-5' (choose from"),
 ])
 def test_bad_arguments_give_one_line_error(tmp_path, corpus_file, capsys, argv, message):
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{corpus}", str(corpus_file)) for a in argv]
@@ -109,7 +115,11 @@ def test_choices_are_the_modules_own_tables():
     train = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["train"]
     choices = {a.dest: a.choices for a in train._actions if a.choices}
     assert choices == {"preset": [n for n in TRAIN_PRESETS if n in PRESETS], "lr_schedule": LR_SCHEDULES,
-                       "dtype": DTYPES, "compile": COMPILE_MODES, "checkpoint": CHECKPOINT_MODES}
+                       "dtype": DTYPES, "compile": COMPILE_MODES, "checkpoint": CHECKPOINT_MODES,
+                       "tokenizer": list(TOKENIZERS)}
+    for command in ("generate", "evaluate"):
+        sub = next(a for a in cli.build_parser()._actions if a.dest == "command").choices[command]
+        assert next(a for a in sub._actions if a.dest == "pretrained").choices == list(PRETRAINED_MODELS)
 
 
 @pytest.mark.slow
@@ -132,5 +142,15 @@ def test_help_explains_options(capsys):
     out = capsys.readouterr().out
     assert info.value.code == 0
     for option in ("--preset", "--out", "--data", "--resume", "--overwrite", "--max-time", "--dtype",
-                   "--compile", "--lr-schedule"):
+                   "--compile", "--lr-schedule", "--tokenizer", "--vocab-size"):
         assert option in out
+    for command in ("generate", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "--checkpoint" in out and "--pretrained" in out and "cpu-small" in out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "--tokenizer bpe --vocab-size 512" in out and "evaluate --pretrained cpu-small" in out
+    assert "bits per character" in out
