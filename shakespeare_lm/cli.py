@@ -27,7 +27,7 @@ from .pretrained import PRETRAINED_MODELS, pretrained
 from .runlock import RunDirLockedError, RunLock
 from .sampling import default_prompt, sample_text, stream_text
 from .tokenizer import TOKENIZERS, CharTokenizer, tokenizer_from_dict
-from .train import (
+from .training import (
     CHECKPOINT_MODES,
     COMPILE_MODES,
     LR_SCHEDULES,

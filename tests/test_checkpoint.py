@@ -25,7 +25,7 @@ from shakespeare_lm.checkpoint import (
 )
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
 from shakespeare_lm.tokenizer import CharTokenizer
-from shakespeare_lm.train import TrainConfig
+from shakespeare_lm.training import TrainConfig
 from shakespeare_lm.word_tokenizer import WordTokenizer
 
 TOK = CharTokenizer("\n !,.:?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")

@@ -16,7 +16,7 @@ from shakespeare_lm.model import PRESETS
 from shakespeare_lm.precision import DTYPES
 from shakespeare_lm.pretrained import PRETRAINED_MODELS
 from shakespeare_lm.tokenizer import TOKENIZERS
-from shakespeare_lm.train import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
+from shakespeare_lm.training import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
 
 
 @pytest.fixture
