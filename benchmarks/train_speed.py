@@ -66,7 +66,7 @@ def main() -> None:
     from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, train_val_split
     from shakespeare_lm.evaluation import evaluate
     from shakespeare_lm.precision import resolve_dtype
-    from shakespeare_lm.train import TrainConfig, train
+    from shakespeare_lm.training import TrainConfig, train
 
     torch.set_num_threads(args.threads)
     text = load_shakespeare(args.data, progress=False)

@@ -1,110 +1,62 @@
 """shakespeare_lm: build a character-level GPT on Tiny Shakespeare, step by step.
 
-The finished, tested components the notebook series builds by hand. Importing has no side
-effects (no downloads, no prints, no global settings).
+The finished, tested components the notebook series builds by hand. Importing the package has no
+side effects (no downloads, no prints, no global settings) and is cheap: each public name is
+imported from its module the first time it is used. So `python -m shakespeare_lm --help` answers
+at once, and a Ctrl-C while torch is still loading is handled by the command line like any other.
 """
 
-from ._version import __version__
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .data import (
-    SHAKESPEARE_SHA256,
-    SHAKESPEARE_URL,
-    CorpusMismatchError,
-    DownloadError,
-    data_dir,
-    download,
-    get_batch,
-    iter_eval_batches,
-    load_shakespeare,
-    load_text,
-    train_val_split,
-)
-from .evaluation import EvalResult, estimate_loss, evaluate
-from .kvcache import KVCache
-from .model import (
-    GPT,
-    PRESETS,
-    BigramConfig,
-    BigramLanguageModel,
-    Block,
-    FeedForward,
-    GPTConfig,
-    Head,
-    MultiHeadAttention,
-    build_model,
-    get_preset,
-)
-from .plotting import LivePlotCallback, plot_attention, plot_history
-from .sampling import default_prompt, generate, sample_text, stream_text, top_k_filter, top_p_filter
-from .tokenizer import CharTokenizer
-from .train import (
-    TRAIN_PRESETS,
-    History,
-    TrainConfig,
-    TrainingDivergedError,
-    TrainState,
-    get_lr,
-    get_train_preset,
-    train,
-)
-from .utils import atomic_write, is_quick, pick, pick_device, set_seed
-from .widgets import SamplingPlayground, sampling_playground
+from __future__ import annotations
 
-__all__ = [
-    "__version__",
-    "GPT",
-    "PRESETS",
-    "BigramConfig",
-    "BigramLanguageModel",
-    "Block",
-    "FeedForward",
-    "GPTConfig",
-    "Head",
-    "KVCache",
-    "MultiHeadAttention",
-    "build_model",
-    "get_preset",
-    "generate",
-    "default_prompt",
-    "sample_text",
-    "stream_text",
-    "top_k_filter",
-    "top_p_filter",
-    "SHAKESPEARE_SHA256",
-    "SHAKESPEARE_URL",
-    "CharTokenizer",
-    "DownloadError",
-    "CorpusMismatchError",
-    "atomic_write",
-    "data_dir",
-    "download",
-    "get_batch",
-    "is_quick",
-    "iter_eval_batches",
-    "load_shakespeare",
-    "load_text",
-    "pick",
-    "pick_device",
-    "set_seed",
-    "train_val_split",
-    "TRAIN_PRESETS",
-    "CheckpointError",
-    "LivePlotCallback",
-    "plot_attention",
-    "plot_history",
-    "EvalResult",
-    "History",
-    "TrainConfig",
-    "TrainState",
-    "TrainingDivergedError",
-    "estimate_loss",
-    "evaluate",
-    "get_lr",
-    "get_train_preset",
-    "load_checkpoint",
-    "save_checkpoint",
-    "train",
-    # widgets
-    "SamplingPlayground",
-    "sampling_playground",
-]
+import importlib
+
+from ._version import __version__
+
+# public name -> the module that defines it (all importable with `from shakespeare_lm import ...`)
+_EXPORTS: dict[str, str] = {
+    # the corpus
+    "load_shakespeare": "data", "load_text": "data", "train_val_split": "data", "get_batch": "data",
+    "DownloadError": "data", "CorpusMismatchError": "data",
+    # tokenizers
+    "CharTokenizer": "tokenizer", "BPETokenizer": "bpe", "WordTokenizer": "word_tokenizer",
+    "load_tokenizer": "tokenizer",
+    # models
+    "BigramLanguageModel": "model", "Head": "model", "MultiHeadAttention": "model",
+    "FeedForward": "model", "Block": "model", "GPT": "model", "GPTConfig": "model",
+    "PRESETS": "model", "get_preset": "model",
+    # sampling
+    "generate": "sampling", "sample_text": "sampling", "stream_text": "sampling",
+    "top_k_filter": "sampling", "top_p_filter": "sampling",
+    # training
+    "train": "training", "TrainingDivergedError": "training", "TrainConfig": "train_config",
+    "TRAIN_PRESETS": "train_config", "get_train_preset": "train_config", "History": "history",
+    "TrainState": "history", "get_lr": "optim", "RunDirExistsError": "preflight",
+    "RunDirLockedError": "runlock",
+    # evaluation
+    "estimate_loss": "evaluation", "evaluate": "evaluation", "EvalResult": "evaluation",
+    # checkpoints and the bundled model
+    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "CheckpointError": "checkpoint",
+    "pretrained": "pretrained",
+    # plots and widgets
+    "plot_history": "plotting", "plot_attention": "plotting", "LivePlotCallback": "plotting",
+    "sampling_playground": "widgets", "SamplingPlayground": "widgets",
+    "attention_explorer": "widgets", "AttentionExplorer": "widgets",
+    # helpers
+    "set_seed": "utils", "pick_device": "utils", "pick": "utils", "is_quick": "utils",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shakespeare_lm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+

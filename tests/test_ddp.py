@@ -25,7 +25,7 @@ WORKER = textwrap.dedent("""
     import torch.distributed as dist
     from safetensors.torch import save_file
     from shakespeare_lm import CharTokenizer, GPT, get_preset, train_val_split
-    from shakespeare_lm.train import TrainConfig, train
+    from shakespeare_lm.training import TrainConfig, train
 
     corpus, out = sys.argv[1], sys.argv[2]
     rank = int(os.environ["RANK"])

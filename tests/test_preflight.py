@@ -7,7 +7,7 @@ import torch
 
 from shakespeare_lm import preflight
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
-from shakespeare_lm.train import TrainConfig, train
+from shakespeare_lm.training import TrainConfig, train
 
 CPU = torch.device("cpu")
 

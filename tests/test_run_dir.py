@@ -17,7 +17,7 @@ from shakespeare_lm import CharTokenizer, train_val_split
 from shakespeare_lm.checkpoint import read_meta
 from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.runlock import RunDirLockedError
-from shakespeare_lm.train import RunDirExistsError, TrainConfig, train
+from shakespeare_lm.training import RunDirExistsError, TrainConfig, train
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ HOLDER = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from shakespeare_lm import CharTokenizer, GPT, get_preset, train_val_split
-    from shakespeare_lm.train import TrainConfig, train
+    from shakespeare_lm.training import TrainConfig, train
 
     text, out, ready = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
     tok = CharTokenizer.from_text(text)

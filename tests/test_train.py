@@ -14,7 +14,7 @@ from shakespeare_lm.checkpoint import load_checkpoint, read_meta
 from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
 from shakespeare_lm.optim import param_groups
 from shakespeare_lm.precision import resolve_dtype
-from shakespeare_lm.train import (
+from shakespeare_lm.training import (
     TRAIN_PRESETS,
     History,
     TrainConfig,
