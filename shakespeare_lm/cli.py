@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="loss per token, bits per character and perplexity on the val split",
                        description="Evaluate a checkpoint (or a bundled model) on the whole validation split "
-                       "(the last 10%% of the characters) of its corpus.")
+                       "(the last 10% of the characters) of its corpus.")
     _model_source(e)
     e.add_argument("--data", metavar="FILE",
                    help="text file to evaluate on (default: the training corpus; Tiny Shakespeare for "
