@@ -90,6 +90,7 @@ def test_a_bpe_vocabulary_below_the_256_bytes_is_one_line(tmp_path, corpus, caps
     assert not (tmp_path / "r" / "checkpoint").exists()
 
 
+@pytest.mark.slow
 def test_char_tokens_are_the_same_as_splitting_the_encoded_text(tmp_path, corpus, capsys):
     # Splitting the text first and encoding each part gives a char model exactly the tokens it had
     # when the encoded text was split.
