@@ -62,12 +62,13 @@ def estimate_loss(
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Loss over a whole split, in three units."""
+    """Loss over a whole split, in three units, and how much text it covered."""
 
     loss: float  # mean cross-entropy, nats per token
-    bits_per_char: float  # loss / ln 2
-    perplexity: float  # exp(loss)
+    bits_per_char: float  # total bits over the text / its characters (= loss / ln 2 for characters)
+    perplexity: float  # exp(loss), per token
     tokens: int  # number of predicted tokens averaged over
+    characters: int  # characters of text those tokens spell (= tokens + 1 for a character tokenizer)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,13 +83,20 @@ def evaluate(
     *,
     dtype: torch.dtype = torch.float32,
     every: int = 1,
+    n_chars: int | None = None,
 ) -> EvalResult:
     """Exact loss over the whole split: every token but the first is predicted once (iter_eval_batches).
 
     Each window starts fresh, so early positions see little context; this is the standard
     non-overlapping evaluation. block_size defaults to the model's. every=N > 1 evaluates only every
     Nth of those windows: an unbiased estimate of the same loss at ~1/N of the cost.
+
+    Bits per character are total nats over the text / its characters / ln 2: the one unit that
+    compares models across tokenizers. Pass n_chars=len(val_text) when a token is not one
+    character (BPE, words); by default every token counts as one character.
     """
+    if n_chars is not None and (not isinstance(n_chars, int) or n_chars < 1):
+        raise ValueError(f"n_chars must be a positive integer (the characters of the text), got {n_chars!r}")
     block_size = block_size or getattr(model, "block_size", None)
     if block_size is None:
         raise ValueError("this model has no block_size of its own; pass evaluate(..., block_size=256)")
@@ -106,4 +114,8 @@ def evaluate(
     finally:
         model.train(was_training)
     mean = total / count
-    return EvalResult(loss=mean, bits_per_char=mean / math.log(2), perplexity=math.exp(mean), tokens=count)
+    predicted = len(val_data) - 1  # every token but the first; with every > 1 the mean estimates it
+    chars = predicted + 1 if n_chars is None else n_chars
+    bits_per_char = mean / math.log(2) if n_chars is None else mean * predicted / n_chars / math.log(2)
+    return EvalResult(loss=mean, bits_per_char=bits_per_char, perplexity=math.exp(mean), tokens=count,
+                      characters=chars)

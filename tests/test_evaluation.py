@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from shakespeare_lm import CharTokenizer, train_val_split
+from shakespeare_lm import BPETokenizer, CharTokenizer, train_val_split
 from shakespeare_lm.evaluation import estimate_loss, evaluate
 from shakespeare_lm.model import GPT, get_preset
 
@@ -55,3 +55,25 @@ def test_evaluate_every_nth_window_is_the_mean_over_those_windows(corpus):
     assert sample.loss == pytest.approx(sum(losses) / len(losses), rel=1e-5)
     assert evaluate(model, va, block_size=16, batch_size=4, every=1) == evaluate(model, va, block_size=16,
                                                                                    batch_size=4)
+
+
+def test_bits_per_char_with_a_bpe_tokenizer_counts_characters_not_tokens(tiny_text):
+    tok = BPETokenizer.train(tiny_text, 300)
+    train_text, val_text = train_val_split(tiny_text)
+    val = torch.tensor(tok.encode(val_text))
+    assert len(val) < len(val_text)  # tokens span several characters
+    torch.manual_seed(0)
+    model = GPT(get_preset("tiny", tokenizer=tok)).eval()
+    result = evaluate(model, val, block_size=16, batch_size=8, n_chars=len(val_text))
+    # by hand: the summed loss of every predicted token, over the characters of the text, in bits
+    total_nats = 0.0
+    with torch.no_grad():
+        for start in range(0, len(val) - 1, 16):
+            x, y = val[start : start + 16][None], val[start + 1 : start + 17][None]
+            x = x[:, : y.size(1)]
+            total_nats += model(x, y)[1].item() * y.numel()
+    assert result.tokens == len(val) - 1 and result.characters == len(val_text)
+    assert result.bits_per_char == pytest.approx(total_nats / len(val_text) / math.log(2), rel=1e-5)
+    assert result.bits_per_char < result.loss / math.log(2)  # fewer bits per char than per token
+    with pytest.raises(ValueError, match="n_chars must be a positive integer"):
+        evaluate(model, val, block_size=16, n_chars=0)
