@@ -26,7 +26,6 @@ import torch
 
 from shakespeare_lm import (
     GPT,
-    SHAKESPEARE_SHA256,
     CharTokenizer,
     __version__,
     evaluate,
@@ -37,6 +36,7 @@ from shakespeare_lm import (
     train,
     train_val_split,
 )
+from shakespeare_lm.data import SHAKESPEARE_SHA256
 from shakespeare_lm.pretrained import PROVENANCE_KEY
 
 NAME = "cpu-small"

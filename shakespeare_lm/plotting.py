@@ -100,7 +100,8 @@ def plot_attention_grid(weights, tokens: Sequence[str] | str, fig=None, *, title
                         ncols: int = 4, cmap: str = "viridis"):
     """Every head of one layer side by side: weights (nh, T, T) -> (fig, axes), one heatmap per head.
 
-    Axis labels are drawn only for short texts (up to 24 tokens); the shared colour scale is 0..1.
+    Every character labels the axes of a short text (up to 24 tokens), only the line breaks (⏎) of a
+    longer one; the colour scale is 0..1 for every head.
     """
     w = _as_numpy(weights)
     if w.ndim != 3 or w.shape[1] != w.shape[2]:
@@ -122,12 +123,10 @@ def plot_attention_grid(weights, tokens: Sequence[str] | str, fig=None, *, title
             continue
         im = ax.imshow(w[h], cmap=cmap, vmin=0.0, vmax=1.0)
         ax.set_title(f"head {h}", fontsize=9)
-        if len(labels) <= 24:
-            ax.set_xticks(range(len(labels)), labels, fontsize=6)
-            ax.set_yticks(range(len(labels)), labels, fontsize=6)
-        else:
-            ax.set_xticks([])
-            ax.set_yticks([])
+        # every character for a short text; for a long one only the line breaks, to read by
+        ticks = range(len(labels)) if len(labels) <= 24 else [i for i, t in enumerate(labels) if t == "⏎"]
+        ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=6)
+        ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=6)
     fig.colorbar(im, ax=list(axes), fraction=0.02, pad=0.02)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -168,7 +167,7 @@ def plot_embedding_pca(coords, labels: Sequence[str], ax=None, *, title: str | N
         if pts:
             ax.scatter(c[pts, 0], c[pts, 1], s=90, color=_CLASS_COLORS[cls], alpha=0.25, label=cls)
     for i, t in enumerate(labels):
-        ax.annotate(show_char(t), (c[i, 0], c[i, 1]), ha="center", va="center", fontsize=8,
+        ax.annotate(show_char(t), (c[i, 0], c[i, 1]), ha="center", va="center", fontsize=9,
                     color=_CLASS_COLORS[classes[i]])
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")

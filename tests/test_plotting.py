@@ -141,6 +141,9 @@ def test_plot_attention_grid_draws_every_head_of_a_layer():
         assert ax.images[0].get_clim() == (0.0, 1.0)  # one colour scale for every head
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b", "⏎", "c", "d"]
     assert fig._suptitle.get_text() == "layer 2"
+    _, long_axes = plot_attention_grid(torch.eye(30).expand(2, 30, 30), "ab\ncd" * 6)
+    assert list(long_axes[1].get_yticks()) == [2, 7, 12, 17, 22, 27]  # a long text: line breaks only
+    assert {t.get_text() for t in long_axes[1].get_xticklabels()} == {"⏎"}
     spare = [ax for ax in fig.axes if ax not in list(axes) and not ax.images and not ax.axison]
     assert len(spare) == 2  # 6 heads in a 2 x 4 grid: two empty cells switched off
     with pytest.raises(ValueError, match="one layer"):

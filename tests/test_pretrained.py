@@ -19,6 +19,7 @@ from shakespeare_lm.evaluation import evaluate
 from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.pretrained import PRETRAINED_MODELS, PROVENANCE_KEY, pretrained, pretrained_info
 from shakespeare_lm.tokenizer import CharTokenizer
+from shakespeare_lm.train_config import get_train_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "shakespeare_lm" / "pretrained" / "cpu-small"
@@ -139,6 +140,8 @@ def test_the_script_writes_a_slim_checkpoint_with_its_provenance(tmp_path, monke
     script = _load_script()
     text = "ROMEO:\nIs the day so young?\nBENVOLIO:\nBut new struck nine.\n" * 60
     monkeypatch.setattr(script, "load_shakespeare", lambda: text)  # a small corpus: seconds, not minutes
+    monkeypatch.setattr(script, "get_train_preset",  # the recipe, with loss estimates of one small batch
+                        lambda name, **kw: get_train_preset(name, **kw, eval_iters=1, eval_batch_size=4))
     out = tmp_path / "models" / "cpu-small"
     argv = ["--out", str(out), "--max-iters", "2", "--threads", "1", "--seed", "3"]
     assert script.main(argv) == 0
