@@ -183,9 +183,10 @@ class AttentionExplorer:
         import ipywidgets as W
 
         self.model, self.tokenizer, self.k, self.dpi = model, tokenizer, k, dpi
-        n_layer, nh = model.config.n_layer, model.config.n_head
-        text = _start_text(tokenizer, model.block_size) if text is None else text
-        self.maps = attention_maps(model, tokenizer, text)  # (n_layer, nh, T, T); bad text raises here
+        text = _start_text(tokenizer, getattr(model, "block_size", None) or 64) if text is None else text
+        # (n_layer, nh, T, T); a model without attention or a text it cannot read raises here
+        self.maps = attention_maps(model, tokenizer, text)
+        n_layer, nh = self.maps.shape[:2]
         self.tokens = token_strings(tokenizer, tokenizer.encode(text))
         T = len(self.tokens)
         self.shown = None

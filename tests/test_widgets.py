@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from shakespeare_lm.explorer import attention_maps, top_attended
-from shakespeare_lm.model import GPT, get_preset
+from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
 from shakespeare_lm.sampling import sample_text
 from shakespeare_lm.tokenizer import CharTokenizer
 from shakespeare_lm.widgets import (
@@ -161,3 +161,8 @@ def test_explorer_reports_bad_text_and_keeps_the_last_view(explorer):
     assert "not in the vocabulary" in explorer.status.value
     explorer.text.value = "fine"  # fixing the text brings the explorer back
     assert explorer.maps.shape[-1] == 4 and not explorer.status.value.startswith("error")
+
+
+def test_explorer_needs_a_gpt(tok):
+    with pytest.raises(TypeError, match="needs a GPT"):
+        attention_explorer(BigramLanguageModel(65), tok, text="ab")
