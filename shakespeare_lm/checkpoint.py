@@ -7,10 +7,9 @@ so a crash at any moment leaves the previous checkpoint intact.
 A checkpoint directory holds:
   model.safetensors      weights of the bare model (no `_orig_mod.` / `module.` prefixes)
   optimizer.safetensors  optimizer state tensors, keyed `state.<param index>.<name>`
-  rng.safetensors        torch CPU / CUDA / data-order generator states
-  meta.json              model type + config, train config, tokenizer (any kind: its to_dict(),
-                         which names the kind), step, best val loss, optimizer param groups,
-                         file sizes + sha256, version
+  rng.safetensors        torch CPU / CUDA / data-order generator states (rng_state.py)
+  meta.json              model type + config, train config, tokenizer.to_dict() (names its kind),
+                         step, best val loss, optimizer param groups, file sizes + sha256, version
 
 `peek` checks file sizes only (cheap, for choosing a checkpoint); loading checks every sha256 once.
 """
@@ -33,8 +32,8 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from ._version import __version__
-from .distributed import DistInfo, gather_tensors
 from .model import build_model
+from .rng_state import capture_rng_state, restore_rng_state, rng_state_from_tensors, rng_state_to_tensors
 from .tokenizer import tokenizer_from_dict
 from .utils import sha256_file
 
@@ -43,7 +42,6 @@ FORMAT_VERSION = 1
 MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, META_FILE = (
     "model.safetensors", "optimizer.safetensors", "rng.safetensors", "meta.json"
 )
-_RNG_KEYS = ("torch_cpu", "data_generator", "cuda")
 
 
 class CheckpointError(RuntimeError):
@@ -80,37 +78,6 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-# --- RNG states -------------------------------------------------------------------------------
-
-def capture_rng_state(data_generator: torch.Generator | None = None, *, info=None, device=None) -> dict:
-    """Every RNG that training draws from: torch CPU (dropout), CUDA, and the data order.
-
-    Under DDP (`info` from distributed.py) this is collective: the torch CPU and data-generator
-    states of every rank are gathered (index = rank), so a resumed run continues all of them.
-    """
-    info = info or DistInfo()
-    device = device or torch.device("cpu")
-    return {
-        "torch_cpu": gather_tensors(torch.get_rng_state(), info, device),
-        "data_generator": [] if data_generator is None
-        else gather_tensors(data_generator.get_state(), info, device),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def restore_rng_state(state: dict, data_generator: torch.Generator | None = None, *, rank: int = 0) -> None:
-    """Put back what `capture_rng_state` saved (this rank's share of it)."""
-    cpu = state.get("torch_cpu") or []
-    if cpu:
-        torch.set_rng_state(cpu[min(rank, len(cpu) - 1)])
-    gens = state.get("data_generator") or []
-    if data_generator is not None and rank < len(gens):
-        data_generator.set_state(gens[rank])
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-
-
 # --- saving -----------------------------------------------------------------------------------
 
 def _optimizer_to_files(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -144,8 +111,7 @@ def _write(tmp: Path, model, optimizer, tokenizer, train_config, step, best_val_
     if optimizer is not None:
         tensor_files[OPTIMIZER_FILE], meta["optimizer"] = _optimizer_to_files(optimizer)
     if rng_state is not None:
-        tensor_files[RNG_FILE] = {f"{key}.{i}": t.cpu().contiguous()
-                                  for key in _RNG_KEYS for i, t in enumerate(rng_state.get(key) or [])}
+        tensor_files[RNG_FILE] = rng_state_to_tensors(rng_state)
     for name, tensors in tensor_files.items():
         if tensors is not None:
             save_file(tensors, str(tmp / name))
@@ -310,9 +276,8 @@ def _check_model_matches(model: nn.Module, meta: dict, d: Path) -> None:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild the model (eval mode, on `device`) and tokenizer saved at `path` -> (model, tokenizer, meta).
 
-    `path` is a checkpoint directory or a training run directory (its `checkpoint/` is used).
-    The tokenizer is rebuilt by `tokenizer_from_dict` (char, bpe or word; a char tokenizer saved
-    before tokenizers recorded their kind loads as char), None if none was saved.
+    `path` is a checkpoint directory or a training run directory (its `checkpoint/` is used). The
+    tokenizer (char, bpe or word) is rebuilt by `tokenizer_from_dict`, None if none was saved.
     Raises CheckpointError if anything is missing or wrong.
     """
     meta = read_meta(path)
@@ -374,7 +339,12 @@ def load_training_state(path: str | os.PathLike, model: nn.Module, optimizer=Non
         _load_optimizer(optimizer, meta, d)
     # older checkpoints also hold python/numpy RNG states (meta["rng"]): nothing draws from them
     t = _load_tensors(d / RNG_FILE) if RNG_FILE in (meta.get("files") or {}) else {}
-    meta["rng_state"] = rng = {key: [] for key in _RNG_KEYS}
-    for name in sorted(t, key=lambda k: int(k.rsplit(".", 1)[1])):  # "torch_cpu.<rank>"
-        rng[name.rsplit(".", 1)[0]].append(t[name])
+    meta["rng_state"] = rng_state_from_tensors(t)
     return meta
+
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "META_FILE", "MODEL_FILE", "OPTIMIZER_FILE", "RNG_FILE", "CheckpointError",
+    "capture_rng_state", "find_resume_checkpoint", "load_checkpoint", "load_training_state", "peek",
+    "read_meta", "resolve_checkpoint_dir", "restore_rng_state", "save_checkpoint", "unwrap_model",
+]

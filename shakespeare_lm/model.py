@@ -4,95 +4,25 @@ Follows the Zero-to-Hero GPT lecture ("Let's build GPT", gpt.py) for the class s
 (`Head`, `MultiHeadAttention`, `FeedForward`, `Block`, `token_embedding_table`, `tril`), and
 nanoGPT (model.py) for GPT-2 initialisation, weight tying, `ln_f`, `lm_head` and parameter counts.
 The models here know nothing of fast decoding: the KV cache lives in kvcache.py, which imports this
-module (never the other way round) and drives these modules from the outside.
+module (never the other way round) and drives these modules from the outside. GPTConfig, BigramConfig
+and PRESETS live in model_config.py and are importable from here too.
 Shapes: B batch, T time, C channels (n_embd), nh heads, hs head size, V vocab size.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .utils import check_fields, check_positive_int
+from .model_config import PRESETS, BigramConfig, GPTConfig, get_preset
+from .utils import check_fields
 
 AttnImpl = Literal["sdpa", "explicit"]
 _ATTN_IMPLS = ("sdpa", "explicit")
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    """Hyperparameters of a GPT; the defaults are the lecture's scaled-up model (`baby-gpt`)."""
-
-    vocab_size: int = 65  # number of distinct tokens (65 characters in Tiny Shakespeare)
-    block_size: int = 256  # maximum context length; position embeddings exist for 0..block_size-1
-    n_layer: int = 6  # number of transformer blocks
-    n_head: int = 6  # attention heads per block; each has head size n_embd // n_head
-    n_embd: int = 384  # embedding width C (channels of the residual stream)
-    dropout: float = 0.2  # dropout probability in attention, projections and feed-forward (0 = off)
-    bias: bool = True  # biases in Linear layers and LayerNorms (the lecture has them; nanoGPT can drop them)
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            check_positive_int(name, getattr(self, name))
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head "
-                f"gets the same head size; e.g. n_embd={self.n_head * max(1, self.n_embd // self.n_head)}"
-            )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) (0 disables it), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-
-
-# Named configurations. The vocabulary is Tiny Shakespeare's 65 characters; for another text pass
-# its tokenizer, get_preset(name, tokenizer), and the vocabulary size comes from it.
-PRESETS: dict[str, GPTConfig] = {
-    # A few thousand parameters: for tests and quick notebook runs.
-    "tiny": GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0),
-    # nanoGPT's CPU recipe (README "I only have a macbook"): val ≈ 1.88 after 2000 iterations.
-    "cpu-small": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-    # The lecture's final model (val 1.4873) and nanoGPT's shakespeare_char "baby GPT".
-    "baby-gpt": GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
-}
-
-
-def get_preset(name: str, tokenizer=None, **overrides: object) -> GPTConfig:
-    """Return the preset `name` with fields replaced by `overrides` (validated again).
-
-    With a `tokenizer`, vocab_size is the tokenizer's, so a model for another text fits its data;
-    an explicit vocab_size that disagrees with the tokenizer is an error.
-    """
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    check_fields(GPTConfig, overrides)
-    if tokenizer is not None:
-        vocab_size = tokenizer.vocab_size
-        if overrides.get("vocab_size", vocab_size) != vocab_size:
-            raise ValueError(
-                f"vocab_size={overrides['vocab_size']!r} disagrees with the tokenizer's {vocab_size} tokens; "
-                "drop vocab_size= (the tokenizer sets it)"
-            )
-        overrides["vocab_size"] = vocab_size
-    return dataclasses.replace(PRESETS[name], **overrides)
-
-
-@dataclass(frozen=True)
-class BigramConfig:
-    """Hyperparameters of the bigram model: only the vocabulary size."""
-
-    vocab_size: int = 65  # number of distinct tokens; the table is vocab_size x vocab_size
-
-    def __post_init__(self) -> None:
-        check_positive_int("vocab_size", self.vocab_size)
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor | None:
@@ -378,3 +308,9 @@ def build_model(model_type: str, config: dict) -> nn.Module:
     if cls is BigramLanguageModel:
         return BigramLanguageModel(cfg.vocab_size)
     return cls(cfg)
+
+
+__all__ = [
+    "PRESETS", "GPT", "BigramConfig", "BigramLanguageModel", "Block", "FeedForward", "GPTConfig", "Head",
+    "MultiHeadAttention", "build_model", "get_preset",
+]
