@@ -7,7 +7,7 @@ whole validation split, and saved without optimizer or RNG state as safetensors 
 meta records the exact command line, seed, package and torch versions, device, thread count,
 training seconds, val loss and bits per character (`pretrained_info("cpu-small")` shows them).
 
-    python scripts/train_pretrained.py                    # writes shakespeare_lm/pretrained/cpu-small
+    python scripts/train_pretrained.py                    # writes shakespeare_lm/weights/cpu-small
     python scripts/train_pretrained.py --out /tmp/repro   # a reproduction check elsewhere
     python scripts/train_pretrained.py --max-iters 300    # a quick stand-in / smoke test
 
@@ -36,11 +36,11 @@ from shakespeare_lm import (
     train,
     train_val_split,
 )
+from shakespeare_lm.bundled import PROVENANCE_KEY
 from shakespeare_lm.data import SHAKESPEARE_SHA256
-from shakespeare_lm.pretrained import PROVENANCE_KEY
 
 NAME = "cpu-small"
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "shakespeare_lm" / "pretrained" / NAME
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "shakespeare_lm" / "weights" / NAME
 MAX_ITERS = 6000  # the 10-minute cpu-small run reached val 1.535 at step ~5,000 with this schedule
 SEED = 1337
 LEARNING_RATE, MIN_LR, WARMUP = 2e-3, 2e-4, 50  # the cpu-small preset's cosine schedule

@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "estimate_loss": "evaluation", "evaluate": "evaluation", "EvalResult": "evaluation",
     # checkpoints and the bundled model
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "CheckpointError": "checkpoint",
-    "pretrained": "pretrained",
+    "pretrained": "bundled",
     # plots and widgets
     "plot_history": "plotting", "plot_attention": "plotting", "LivePlotCallback": "plotting",
     "sampling_playground": "widgets", "SamplingPlayground": "widgets",

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
+from .bundled import pretrained
 from .checkpoint import META_FILE, CheckpointError, find_resume_checkpoint, load_checkpoint, peek
 from .cli_parser import DEFAULT_PRESET, PROG, build_parser
 from .data import DownloadError, load_shakespeare, load_text, train_val_split
 from .distributed import dist_info_from_env
 from .evaluation import evaluate
 from .model import build_model, get_preset
-from .pretrained import pretrained
 from .runlock import RunDirLockedError, RunLock
 from .sampling import default_prompt, sample_text, stream_text
 from .tokenizer import TOKENIZERS, CharTokenizer, tokenizer_from_dict

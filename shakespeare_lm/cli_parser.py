@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from .bundled import PRETRAINED_MODELS
 from .model import PRESETS
 from .precision import DTYPES
-from .pretrained import PRETRAINED_MODELS
 from .tokenizer import TOKENIZERS
 from .train_config import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
 from .utils import check_positive_int

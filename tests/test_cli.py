@@ -11,10 +11,10 @@ import pytest
 
 from shakespeare_lm import cli
 from shakespeare_lm.__main__ import main
+from shakespeare_lm.bundled import PRETRAINED_MODELS
 from shakespeare_lm.checkpoint import read_meta
 from shakespeare_lm.model import PRESETS
 from shakespeare_lm.precision import DTYPES
-from shakespeare_lm.pretrained import PRETRAINED_MODELS
 from shakespeare_lm.tokenizer import TOKENIZERS
 from shakespeare_lm.training import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
 

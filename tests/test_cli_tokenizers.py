@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from shakespeare_lm import cli
 from shakespeare_lm.__main__ import main
 from shakespeare_lm.bpe import BPETokenizer
+from shakespeare_lm.bundled import PRETRAINED_MODELS
 from shakespeare_lm.checkpoint import load_checkpoint, read_meta
 from shakespeare_lm.data import train_val_split
 from shakespeare_lm.model import GPT, get_preset
-from shakespeare_lm.pretrained import PRETRAINED_MODELS
 from shakespeare_lm.tokenizer import CharTokenizer
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from shakespeare_lm.bundled import PRETRAINED_MODELS, PROVENANCE_KEY, pretrained, pretrained_info
 from shakespeare_lm.checkpoint import CheckpointError, save_checkpoint
 from shakespeare_lm.data import train_val_split
 from shakespeare_lm.evaluation import evaluate
 from shakespeare_lm.model import GPT, get_preset
-from shakespeare_lm.pretrained import PRETRAINED_MODELS, PROVENANCE_KEY, pretrained, pretrained_info
 from shakespeare_lm.tokenizer import CharTokenizer
 from shakespeare_lm.train_config import get_train_preset
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "shakespeare_lm" / "pretrained" / "cpu-small"
+BUNDLED = ROOT / "shakespeare_lm" / "weights" / "cpu-small"
 PROVENANCE = {"command": "python scripts/train_pretrained.py", "seed": 7, "package_version": "0.0.test",
               "torch_version": torch.__version__, "device": "cpu", "threads": 1, "train_seconds": 1.5,
               "max_iters": 3, "val_loss": 4.0, "bits_per_char": 4.0 / math.log(2), "val_tokens": 10}

@@ -1,7 +1,7 @@
 """Ready-made trained models shipped inside the package, loaded offline through the safe checkpoint loader.
 
 Follows nanoGPT's `GPT.from_pretrained` (a name in, a ready model out), but the weights travel with
-the package as package data (`pretrained/<name>/model.safetensors` + `meta.json`), written by the
+the package as package data (`weights/<name>/model.safetensors` + `meta.json`), written by the
 committed script `scripts/train_pretrained.py`, whose exact command line, seed, versions, training
 time and full-validation-split loss are recorded in the meta. Loading goes through
 `checkpoint.load_checkpoint`, which checks every file's size and sha256 and never unpickles, so a
@@ -38,7 +38,7 @@ def _model_dir(name: str, root: str | os.PathLike | None):
     _check_name(name)
     if root is not None:
         return Path(root) / name
-    return resources.files(__package__) / "pretrained" / name
+    return resources.files(__package__) / "weights" / name
 
 
 def _missing(name: str, where) -> CheckpointError:
@@ -51,7 +51,7 @@ def pretrained(name: str = "cpu-small", device: str | torch.device = "cpu", *,
     """Load the bundled model `name` -> (model in eval mode on `device`, tokenizer). Offline, about a second.
 
     `root` is a directory holding `<name>/` checkpoint directories, for models kept elsewhere (by
-    default the package's own `pretrained/` data). Every file is checked against the sizes and
+    default the package's own `weights/` data). Every file is checked against the sizes and
     sha256 recorded in its meta.json: a damaged or tampered copy raises CheckpointError.
     """
     d = _model_dir(name, root)
