@@ -179,7 +179,7 @@ class AttentionExplorer:
     """
 
     def __init__(self, model: nn.Module, tokenizer, *, text: str | None = None, layer: int = 0,
-                 head: int | str = ALL_HEADS, position: int | None = None, k: int = 5, dpi: int = 72):
+                 head: int | str = ALL_HEADS, position: int | None = None, k: int = 5, dpi: int = 100):
         import ipywidgets as W
 
         self.model, self.tokenizer, self.k, self.dpi = model, tokenizer, k, dpi
@@ -202,7 +202,8 @@ class AttentionExplorer:
         self.position = W.IntSlider(value=T - 1 if position is None else position, min=0, max=T - 1,
                                     description="position", continuous_update=False, style=style)
         self.status = W.Label(value="")
-        self.image = W.Image(format="png")
+        # shown at its own size: stretched to the full width it would blur
+        self.image = W.Image(format="png", layout=W.Layout(align_self="flex-start", max_width="100%"))
         self.attended = W.HTML(value="")
         self.text.observe(self.on_text_change, names="value")
         for control in (self.layer, self.head, self.position):
