@@ -91,6 +91,16 @@ def plus(ax, x, y, r=0.14):
     ax.text(x, y - 0.01, "+", ha="center", va="center", fontsize=12, color=INK)
 
 
+def label(ax, x, y, text, size=8, color=MUTED, ha="center", va="center", **kwargs):
+    """Text at (x, y), centred unless told otherwise: muted small print by default."""
+    ax.text(x, y, text, ha=ha, va=va, fontsize=size, color=color, **kwargs)
+
+
+def title(ax, x, y, text, size=12, **kwargs):
+    """A bold heading, centred at (x, y) unless told otherwise."""
+    label(ax, x, y, text, size=size, color=INK, fontweight="bold", **kwargs)
+
+
 def shape(ax, x, y, text, ha="left"):
     """A tensor-shape annotation beside an arrow."""
     ax.text(x, y, text, ha=ha, va="center", fontsize=9, color=MUTED, family="DejaVu Sans Mono")
@@ -139,16 +149,7 @@ def residual_block(ax, sx, bx, top, w, with_detail: bool) -> float:
         arrow(ax, (bx, y_plus), (sx + 0.14, y_plus))
         arrow(ax, (sx, fork), (sx, y_plus + 0.14))
         plus(ax, sx, y_plus)
-        ax.text(
-            sx - 0.1,
-            (fork + y_plus) / 2,
-            "residual",
-            rotation=90,
-            ha="right",
-            va="center",
-            fontsize=8,
-            color=MUTED,
-        )
+        label(ax, sx - 0.1, (fork + y_plus) / 2, "residual", ha="right", rotation=90)
         y = y_plus - 0.14
     return y
 
@@ -158,16 +159,7 @@ def gpt_architecture() -> Path:
     W, H = 6.0, 9.35
     fig, ax = canvas(W, H)
     sx, bx, bw = 2.0, 4.05, 2.5  # residual stream x, branch x, branch box width
-    ax.text(
-        W / 2,
-        H - 0.3,
-        "GPT: a decoder-only transformer",
-        ha="center",
-        va="center",
-        fontsize=12,
-        fontweight="bold",
-        color=INK,
-    )
+    title(ax, W / 2, H - 0.3, "GPT: a decoder-only transformer")
 
     y = H - 0.85
     box(ax, 3.0, y, 2.2, 0.4, "idx: token ids", DATA)
@@ -177,7 +169,7 @@ def gpt_architecture() -> Path:
     arrow(ax, (2.6, y - 0.2), (tok_x + 0.3, ye + 0.28))
     box(ax, tok_x, ye, 2.3, 0.55, "token_embedding_table\nV → C", EMBED, size=9)
     box(ax, pos_x, ye, 2.5, 0.55, "position_embedding_table\nblock_size → C", EMBED, size=9)
-    ax.text(pos_x, ye + 0.42, "positions 0, 1, …, T−1", ha="center", va="center", fontsize=8, color=MUTED)
+    label(ax, pos_x, ye + 0.42, "positions 0, 1, …, T−1")
     yp = ye - 0.75
     arrow(ax, (tok_x + 0.3, ye - 0.28), (sx - 0.1, yp + 0.11))
     arrow(ax, (pos_x - 0.5, ye - 0.28), (sx + 0.13, yp + 0.05))
@@ -200,16 +192,7 @@ def gpt_architecture() -> Path:
             linestyle=(0, (4, 3)),
         )
     )
-    ax.text(
-        0.45,
-        frame_top - 0.15,
-        "Block\n× n_layer",
-        ha="left",
-        va="top",
-        fontsize=10,
-        color=INK,
-        fontweight="bold",
-    )
+    title(ax, 0.45, frame_top - 0.15, "Block\n× n_layer", size=10, ha="left", va="top")
     shape(ax, 0.45, frame_bottom + 0.3, "in and out:\n(B, T, C)")
 
     y = frame_bottom - 0.5
@@ -219,28 +202,12 @@ def gpt_architecture() -> Path:
     arrow(ax, (sx, y - 0.19), (sx, y - 0.5))
     y -= 0.69
     box(ax, sx, y, 1.8, 0.38, "lm_head: C → V", EMBED, size=9)
-    ax.text(
-        sx + 1.05,
-        y,
-        "weight shared with\ntoken_embedding_table",
-        ha="left",
-        va="center",
-        fontsize=8,
-        color=MUTED,
-    )
+    label(ax, sx + 1.05, y, "weight shared with\ntoken_embedding_table", ha="left")
     arrow(ax, (sx, y - 0.19), (sx, y - 0.5))
     y -= 0.69
     box(ax, sx, y, 1.8, 0.38, "logits", HEAD)
     shape(ax, sx + 1.05, y, "(B, T, V)")
-    ax.text(
-        W / 2,
-        y - 0.45,
-        "a score for every vocabulary entry: what comes after each position",
-        ha="center",
-        va="center",
-        fontsize=8,
-        color=MUTED,
-    )
+    label(ax, W / 2, y - 0.45, "a score for every vocabulary entry: what comes after each position")
     return save(fig, "gpt_architecture.svg")
 
 
@@ -249,16 +216,7 @@ def transformer_block() -> Path:
     W, H = 5.6, 6.3
     fig, ax = canvas(W, H)
     sx, bx, bw = 1.5, 3.75, 3.0
-    ax.text(
-        W / 2,
-        H - 0.3,
-        "Block: x = x + sa(ln1(x)); x = x + ffwd(ln2(x))",
-        ha="center",
-        va="center",
-        fontsize=11,
-        fontweight="bold",
-        color=INK,
-    )
+    title(ax, W / 2, H - 0.3, "Block: x = x + sa(ln1(x)); x = x + ffwd(ln2(x))", size=11)
     y = H - 0.8
     box(ax, sx, y, 0.9, 0.36, "x", DATA)
     shape(ax, sx - 0.5, y, "(B, T, C)", ha="right")
@@ -266,14 +224,11 @@ def transformer_block() -> Path:
     arrow(ax, (sx, y_end), (sx, y_end - 0.4))
     box(ax, sx, y_end - 0.58, 0.9, 0.36, "out", DATA)
     shape(ax, sx - 0.5, y_end - 0.58, "(B, T, C)", ha="right")
-    ax.text(
+    label(
+        ax,
         bx,
         y_end - 0.5,
         "attention: the positions talk to each other\nfeed-forward: each position thinks on its own",
-        ha="center",
-        va="center",
-        fontsize=8,
-        color=MUTED,
     )
     return save(fig, "transformer_block.svg")
 
@@ -282,16 +237,7 @@ def generation_loop() -> Path:
     """The autoregressive loop of generate(): predict one token from the context, append it, repeat."""
     W, H = 8.3, 3.7
     fig, ax = canvas(W, H)
-    ax.text(
-        W / 2,
-        H - 0.28,
-        "generate(): one new token per turn of the loop",
-        ha="center",
-        va="center",
-        fontsize=12,
-        fontweight="bold",
-        color=INK,
-    )
+    title(ax, W / 2, H - 0.28, "generate(): one new token per turn of the loop")
     bw, bh = 1.7, 0.62
     xs = (1.05, 3.02, 4.98, 6.95)
     top, bottom = 2.45, 0.9
@@ -324,15 +270,7 @@ def generation_loop() -> Path:
     x_back = bottom_xs[2] - bw / 2
     line(ax, [(x_back, bottom), (xs[0], bottom)])
     arrow(ax, (xs[0], bottom), (xs[0], top - bh / 2 - 0.32))
-    ax.text(
-        (xs[1] + xs[2]) / 2,
-        (top + bottom) / 2 + 0.02,
-        "↻  repeat max_new_tokens times",
-        ha="center",
-        va="center",
-        fontsize=10,
-        color=INK,
-    )
+    label(ax, (xs[1] + xs[2]) / 2, (top + bottom) / 2 + 0.02, "↻  repeat max_new_tokens times", 10, INK)
     return save(fig, "generation_loop.svg")
 
 
@@ -354,40 +292,13 @@ def causal_mask() -> Path:
         (5.35, "weights = softmax of each row", weights),
     )
     y0 = 3.3  # top edge of the grids
-    for x0, title, values in panels:
-        ax.text(
-            x0 + T * cell / 2,
-            y0 + 0.75,
-            title,
-            ha="center",
-            va="center",
-            fontsize=9.5,
-            color=INK,
-            fontweight="bold",
-        )
+    for x0, heading, values in panels:
+        title(ax, x0 + T * cell / 2, y0 + 0.75, heading, size=9.5)
         for j, tok in enumerate(tokens):
-            ax.text(
-                x0 + (j + 0.5) * cell,
-                y0 + 0.18,
-                repr(tok)[1:-1],
-                ha="center",
-                va="center",
-                fontsize=9,
-                color=MUTED,
-                family="DejaVu Sans Mono",
-            )
+            shape(ax, x0 + (j + 0.5) * cell, y0 + 0.18, repr(tok)[1:-1], ha="center")
         for i, tok in enumerate(tokens):
             yc = y0 - (i + 0.5) * cell
-            ax.text(
-                x0 - 0.15,
-                yc,
-                f"{i}: {tok}",
-                ha="right",
-                va="center",
-                fontsize=9,
-                color=MUTED,
-                family="DejaVu Sans Mono",
-            )
+            shape(ax, x0 - 0.15, yc, f"{i}: {tok}", ha="right")
             for j in range(T):
                 if future[i, j]:
                     fill, text, ink = "#e5e7eb", "−∞" if values is masked else "0", MUTED
@@ -408,47 +319,21 @@ def causal_mask() -> Path:
                         lw=1.5,
                     )
                 )
-                ax.text(x0 + (j + 0.5) * cell, yc, text, ha="center", va="center", fontsize=8.5, color=ink)
-        ax.text(
-            x0 + T * cell / 2,
-            y0 + 0.4,
-            "key (position s) →",
-            ha="center",
-            va="center",
-            fontsize=8,
-            color=MUTED,
-        )
+                label(ax, x0 + (j + 0.5) * cell, yc, text, 8.5, ink)
+        label(ax, x0 + T * cell / 2, y0 + 0.4, "key (position s) →")
         if values is not masked:
             continue
-        ax.text(
-            x0 - 0.85,
-            y0 - T * cell / 2,
-            "query (position t) →",
-            rotation=-90,
-            ha="center",
-            va="center",
-            fontsize=8,
-            color=MUTED,
-        )
+        label(ax, x0 - 0.85, y0 - T * cell / 2, "query (position t) →", rotation=-90)
     arrow(ax, (1.35 + T * cell + 0.2, y0 - T * cell / 2), (5.35 - 0.65, y0 - T * cell / 2))
-    ax.text(
-        (1.35 + T * cell + 0.2 + 5.35 - 0.65) / 2,
-        y0 - T * cell / 2 + 0.2,
-        "softmax",
-        ha="center",
-        va="center",
-        fontsize=9,
-        color=INK,
-    )
-    ax.text(
+    label(ax, (1.35 + T * cell + 0.2 + 5.35 - 0.65) / 2, y0 - T * cell / 2 + 0.2, "softmax", 9, INK)
+    label(
+        ax,
         W / 2,
         0.38,
         'Row t is position t asking "whom do I listen to?" It may look at itself and the past only.\n'
         "Future scores become −inf, so after softmax their weights are exactly 0; each row still sums to 1.",
-        ha="center",
-        va="center",
-        fontsize=8.5,
-        color=INK,
+        8.5,
+        INK,
     )
     return save(fig, "causal_mask.svg")
 
@@ -457,16 +342,7 @@ def attention_head() -> Path:
     """One head of causal self-attention: queries, keys and values, scores, mask, softmax, weighted sum."""
     W, H = 6.4, 6.6
     fig, ax = canvas(W, H)
-    ax.text(
-        W / 2,
-        H - 0.3,
-        "Head: one head of causal self-attention",
-        ha="center",
-        va="center",
-        fontsize=12,
-        fontweight="bold",
-        color=INK,
-    )
+    title(ax, W / 2, H - 0.3, "Head: one head of causal self-attention")
     y = H - 0.85
     box(ax, 3.0, y, 1.4, 0.38, "x", DATA)
     shape(ax, 3.8, y, "(B, T, C)")
@@ -475,9 +351,12 @@ def attention_head() -> Path:
     for x, text in ((qx, "query\nLinear C → hs"), (kx, "key\nLinear C → hs"), (vx, "value\nLinear C → hs")):
         arrow(ax, (3.0, y - 0.19), (x, yl + 0.29))
         box(ax, x, yl, 1.55, 0.55, text, HEAD, size=9)
-    ax.text(qx, yl - 0.42, "q: what am I looking for?", ha="center", va="center", fontsize=7.5, color=MUTED)
-    ax.text(kx, yl - 0.42, "k: what do I contain?", ha="center", va="center", fontsize=7.5, color=MUTED)
-    ax.text(vx, yl - 0.42, "v: what I pass on if chosen", ha="center", va="center", fontsize=7.5, color=MUTED)
+    for x, text in (
+        (qx, "q: what am I looking for?"),
+        (kx, "k: what do I contain?"),
+        (vx, "v: what I pass on if chosen"),
+    ):
+        label(ax, x, yl - 0.42, text, 7.5)
     shape(ax, 0.2, yl + 0.5, "q, k, v: (B, T, hs)", ha="left")
     sx = 2.1
     ys = yl - 1.15
@@ -501,15 +380,12 @@ def attention_head() -> Path:
     arrow(ax, (vx, yo + 0.6), (ox + 0.5, yo + 0.23))
     box(ax, ox, yo, 2.2, 0.46, "out = wei @ v", FFWD, size=10)
     shape(ax, ox + 1.2, yo, "(B, T, hs)")
-    ax.text(
+    label(
+        ax,
         W / 2,
         yo - 0.6,
         "each position's output is a weighted average of the values of itself and the\n"
         "positions before it; the weights come from how well its query matches their keys",
-        ha="center",
-        va="center",
-        fontsize=8,
-        color=MUTED,
     )
     return save(fig, "attention_head.svg")
 
