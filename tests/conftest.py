@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from shakespeare_lm import CharTokenizer, train_val_split
+from shakespeare_lm.__main__ import main
+from shakespeare_lm.model import GPT, get_preset
+
 REPO = Path(__file__).resolve().parent.parent
 _CANDIDATES = [
     os.environ.get("SHAKESPEARE_LM_DATA"),
@@ -54,3 +58,48 @@ def tiny_text() -> str:
         "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
         "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
     ) * 20
+
+
+@pytest.fixture
+def char_corpus(tiny_text):
+    """tiny_text with a CharTokenizer, encoded and split: (tok, train_data, val_data)."""
+    tok = CharTokenizer.from_text(tiny_text)
+    train_data, val_data = train_val_split(torch.tensor(tok.encode(tiny_text)))
+    return tok, train_data, val_data
+
+
+@pytest.fixture
+def tiny_gpt():
+    """Make a GPT of the "tiny" preset for a tokenizer: tiny_gpt(tok, seed=0, **preset_overrides)."""
+
+    def make(tok, seed=0, **overrides):
+        torch.manual_seed(seed)
+        return GPT(get_preset("tiny", vocab_size=tok.vocab_size, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def cli_call(capsys):
+    """Run the command line in-process: cli_call(argv) -> (exit status, stdout, stderr)."""
+
+    def call(argv):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as e:
+            rc = e.code
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return call
+
+
+@pytest.fixture
+def one_error_line():
+    """Check that stderr is one `error:` line and no traceback; returns it, for `in` checks."""
+
+    def check(err: str) -> str:
+        assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
+        return err
+
+    return check

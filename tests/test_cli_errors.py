@@ -45,73 +45,59 @@ def run(tmp_path, trained):
     return shutil.copytree(trained, tmp_path / "run")
 
 
-def _call(argv, capsys):
-    """(exit status, stdout, stderr) of the command line, in-process."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def _files(run):
     """Every file under run (but the lock) with its bytes: 'nothing changed' means this is equal."""
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()
             and p.name != ".lock"}
 
 
-def _one_error_line(err: str) -> str:
-    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
-    return err
-
-
 # --- lost work ----------------------------------------------------------------------------------
 
-def test_training_again_into_a_trained_run_is_refused_before_reading_data(tmp_path, run, capsys):
+def test_training_again_into_a_trained_run_is_refused_before_reading_data(tmp_path, run, cli_call,
+                                                                          one_error_line):
     before = _files(run)
-    rc, _, err = _call(["train", "--preset", "tiny", "--out", run, "--data", tmp_path / "missing.txt",
-                        "--no-progress"], capsys)
+    rc, _, err = cli_call(["train", "--preset", "tiny", "--out", run, "--data", tmp_path / "missing.txt",
+                           "--no-progress"])
     assert rc == 2 and _files(run) == before
     # the run directory is checked first: not "corpus file not found"
-    assert "already holds a trained model (checkpoint/)" in _one_error_line(err)
+    assert "already holds a trained model (checkpoint/)" in one_error_line(err)
     assert "pass --resume to continue it, --overwrite to replace it" in err
 
 
-def test_overwrite_replaces_a_trained_run(run, corpus, capsys):
-    rc, out, _ = _call(["train", "--preset", "tiny", "--out", run, "--data", corpus, "--max-iters", "4",
-                        "--no-progress", "--overwrite", "--device", "cpu"], capsys)
+def test_overwrite_replaces_a_trained_run(run, corpus, cli_call):
+    rc, out, _ = cli_call(["train", "--preset", "tiny", "--out", run, "--data", corpus, "--max-iters", "4",
+                           "--no-progress", "--overwrite", "--device", "cpu"])
     assert rc == 0 and "done (max_iters) at step 4" in out
     assert read_meta(run)["step"] == 4
 
 
-def test_resume_at_or_past_max_iters_does_nothing_and_deletes_nothing(run, capsys):
+def test_resume_at_or_past_max_iters_does_nothing_and_deletes_nothing(run, cli_call):
     shutil.copytree(run / "checkpoint", run / "interrupted")  # as if stopped later, at step 15
     meta = json.loads((run / "interrupted" / "meta.json").read_text())
     (run / "interrupted" / "meta.json").write_text(json.dumps({**meta, "step": 15}))
     before = _files(run)
     for max_iters in ("14", "15"):
-        rc, out, err = _call(["train", "--out", run, "--resume", "--max-iters", max_iters, "--no-progress"],
-                             capsys)
+        rc, out, err = cli_call(["train", "--out", run, "--resume", "--max-iters", max_iters,
+                                 "--no-progress"])
         assert rc == 0 and err == ""
         assert out == (f"nothing to do: {run} is at step 15 and --max-iters is {max_iters}; "
                        "pass a larger --max-iters to train further\n")
         assert _files(run) == before
 
 
-def test_resume_of_a_finished_run_without_max_iters_says_so(run, capsys):
-    rc, out, _ = _call(["train", "--out", run, "--resume", "--no-progress"], capsys)
+def test_resume_of_a_finished_run_without_max_iters_says_so(run, cli_call):
+    rc, out, _ = cli_call(["train", "--out", run, "--resume", "--no-progress"])
     assert rc == 0 and out.startswith(f"nothing to do: {run} is at step 12 and its max_iters is 12;")
 
 
-def test_resume_with_another_preset_is_refused(run, capsys):
-    rc, _, err = _call(["train", "--preset", "cpu-small", "--out", run, "--resume", "--max-iters", "20"],
-                       capsys)
-    assert rc == 2 and "was trained with --preset tiny, not cpu-small; drop --preset" in _one_error_line(err)
+def test_resume_with_another_preset_is_refused(run, cli_call, one_error_line):
+    rc, _, err = cli_call(["train", "--preset", "cpu-small", "--out", run, "--resume", "--max-iters", "20"])
+    assert rc == 2 and "was trained with --preset tiny, not cpu-small; drop --preset" in one_error_line(err)
 
 
 @pytest.mark.slow
-def test_a_second_training_into_the_same_out_is_refused_and_ctrl_c_reports_the_real_step(tmp_path, corpus):
+def test_a_second_training_into_the_same_out_is_refused_and_ctrl_c_reports_the_real_step(tmp_path, corpus,
+                                                                                         one_error_line):
     run = tmp_path / "run"
     first = subprocess.Popen(
         [sys.executable, "-m", "shakespeare_lm", "train", "--preset", "tiny", "--out", run, "--data", corpus,
@@ -128,7 +114,7 @@ def test_a_second_training_into_the_same_out_is_refused_and_ctrl_c_reports_the_r
                  "--data", corpus, "--max-iters", "5", "--no-progress", *extra],
                 capture_output=True, text=True, env=ENV, timeout=120)
             assert second.returncode == 2 and "another training is writing to" in second.stderr
-            _one_error_line(second.stderr)
+            one_error_line(second.stderr)
         assert first.poll() is None  # the first one is still training, undisturbed
         first.send_signal(signal.SIGINT)
         out, err = first.communicate(timeout=120)
@@ -150,66 +136,67 @@ def test_a_second_training_into_the_same_out_is_refused_and_ctrl_c_reports_the_r
     ("cuda:3", "device 'cuda:3' requested but CUDA is not available here"),
     ("tpu", "unknown device 'tpu'"),
 ])
-def test_generate_and_evaluate_check_the_device(trained, capsys, monkeypatch, command, device, message):
+def test_generate_and_evaluate_check_the_device(trained, cli_call, one_error_line, monkeypatch, command,
+                                                device, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    rc, _, err = _call([command, "--checkpoint", trained, "--device", device], capsys)
-    assert rc == 2 and message in _one_error_line(err)
+    rc, _, err = cli_call([command, "--checkpoint", trained, "--device", device])
+    assert rc == 2 and message in one_error_line(err)
 
 
-def test_an_out_that_cannot_be_created_is_one_line(tmp_path, corpus, capsys):
+def test_an_out_that_cannot_be_created_is_one_line(tmp_path, corpus, cli_call, one_error_line):
     (tmp_path / "afile").write_text("not a directory")
     out = tmp_path / "afile" / "run"
-    rc, _, err = _call(["train", "--preset", "tiny", "--out", out, "--data", corpus], capsys)
-    assert rc == 2 and f"cannot create run directory {out}: Not a directory" in _one_error_line(err)
+    rc, _, err = cli_call(["train", "--preset", "tiny", "--out", out, "--data", corpus])
+    assert rc == 2 and f"cannot create run directory {out}: Not a directory" in one_error_line(err)
     assert "Errno" not in err
 
 
-def test_an_out_that_cannot_be_written_is_one_line(tmp_path, corpus, capsys, monkeypatch):
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path, corpus, cli_call, monkeypatch, one_error_line):
     def refuse(lock):  # what a read-only directory does to a user who is not root
         raise PermissionError(errno.EACCES, "Permission denied", str(lock.run_dir / ".lock"))
 
     monkeypatch.setattr(cli.RunLock, "acquire", refuse)
-    rc, _, err = _call(["train", "--preset", "tiny", "--out", tmp_path, "--data", corpus], capsys)
-    assert rc == 2 and f"cannot write to run directory {tmp_path}: Permission denied" in _one_error_line(err)
+    rc, _, err = cli_call(["train", "--preset", "tiny", "--out", tmp_path, "--data", corpus])
+    assert rc == 2 and f"cannot write to run directory {tmp_path}: Permission denied" in one_error_line(err)
 
 
 @pytest.mark.parametrize("command", ["generate", "evaluate"])
-def test_a_checkpoint_file_instead_of_its_directory(trained, capsys, command):
+def test_a_checkpoint_file_instead_of_its_directory(trained, cli_call, command, one_error_line):
     target = trained / "checkpoint" / "model.safetensors"
-    rc, _, err = _call([command, "--checkpoint", target], capsys)
+    rc, _, err = cli_call([command, "--checkpoint", target])
     assert rc == 2
     expected = f"{target} is a file; pass the checkpoint directory that contains it ({target.parent})"
-    assert expected in _one_error_line(err)
+    assert expected in one_error_line(err)
 
 
-def test_a_larger_file_is_not_called_truncated(run, capsys):
+def test_a_larger_file_is_not_called_truncated(run, cli_call, one_error_line):
     with open(run / "checkpoint" / "model.safetensors", "ab") as f:
         f.write(b"appended")
-    rc, _, err = _call(["generate", "--checkpoint", run], capsys)
-    assert rc == 2 and "(modified or appended to?)" in _one_error_line(err) and "truncated" not in err
+    rc, _, err = cli_call(["generate", "--checkpoint", run])
+    assert rc == 2 and "(modified or appended to?)" in one_error_line(err) and "truncated" not in err
 
 
-def test_generate_default_prompt_works_without_a_newline_in_the_vocabulary(tmp_path, capsys):
+def test_generate_default_prompt_works_without_a_newline_in_the_vocabulary(tmp_path, cli_call):
     tok = CharTokenizer(" abcdefgh")
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "ck", GPT(get_preset("tiny", vocab_size=tok.vocab_size)), tokenizer=tok)
-    rc, out, err = _call(["generate", "--checkpoint", tmp_path / "ck", "--max-new-tokens", "20",
-                          "--seed", "1"], capsys)
+    rc, out, err = cli_call(["generate", "--checkpoint", tmp_path / "ck", "--max-new-tokens", "20",
+                             "--seed", "1"])
     assert rc == 0 and err == ""
     assert out.startswith(" ") and len(out) == 1 + 20 + 1 and set(out[:-1]) <= set(tok.chars)
 
 
-def test_text_outside_the_vocabulary_is_named(tmp_path, run, capsys):
-    rc, _, err = _call(["generate", "--checkpoint", run, "--prompt", "ROMEO: é"], capsys)
-    assert rc == 2 and "the prompt does not fit the checkpoint's tokenizer" in _one_error_line(err)
+def test_text_outside_the_vocabulary_is_named(tmp_path, run, cli_call, one_error_line):
+    rc, _, err = cli_call(["generate", "--checkpoint", run, "--prompt", "ROMEO: é"])
+    assert rc == 2 and "the prompt does not fit the checkpoint's tokenizer" in one_error_line(err)
     assert "'é'" in err
     other = tmp_path / "other.txt"
     other.write_text("Zounds! €5 " * 50)
     for argv in (["evaluate", "--checkpoint", run, "--data", other],
                  ["train", "--out", run, "--resume", "--max-iters", "20", "--data", other, "--no-progress"]):
-        rc, _, err = _call(argv, capsys)
+        rc, _, err = cli_call(argv)
         assert rc == 2 and "'€'" in err
-        assert f"the corpus {other} does not fit the checkpoint's tokenizer" in _one_error_line(err)
+        assert f"the corpus {other} does not fit the checkpoint's tokenizer" in one_error_line(err)
 
 
 class _InterruptOn(importlib.abc.MetaPathFinder):

@@ -27,21 +27,6 @@ TRAIN = ["--preset", "tiny", "--max-iters", "4", "--eval-interval", "2", "--eval
          "--no-progress", "--device", "cpu"]
 
 
-def _call(argv, capsys):
-    """(exit status, stdout, stderr) of the command line, in-process."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def _one_error_line(err: str) -> str:
-    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err, err
-    return err
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("data") / "small.txt"
@@ -76,26 +61,26 @@ def _call_out(argv) -> str:
     (["--tokenizer", "wordpiece", "--vocab-size", "512"], "invalid choice: 'wordpiece'"),
     (["--tokenizer", "bpe", "--vocab-size", "0"], "--vocab-size: value must be a positive integer"),
 ])
-def test_tokenizer_arguments_are_checked_before_anything_is_written(tmp_path, corpus, capsys, extra, message):
-    rc, _, err = _call(["train", "--out", tmp_path / "r", "--data", corpus, *extra], capsys)
-    assert rc == 2 and message in _one_error_line(err)
+def test_tokenizer_arguments_are_checked_before_anything_is_written(tmp_path, corpus, cli_call,
+                                                                    one_error_line, extra, message):
+    rc, _, err = cli_call(["train", "--out", tmp_path / "r", "--data", corpus, *extra])
+    assert rc == 2 and message in one_error_line(err)
     assert not (tmp_path / "r").exists()
 
 
-def test_a_bpe_vocabulary_below_the_256_bytes_is_one_line(tmp_path, corpus, capsys):
-    rc, _, err = _call(["train", *TRAIN, "--out", tmp_path / "r", "--data", corpus, "--tokenizer", "bpe",
-                        "--vocab-size", "100"], capsys)
+def test_a_bpe_vocabulary_below_the_256_bytes_is_one_line(tmp_path, corpus, cli_call, one_error_line):
+    rc, _, err = cli_call(["train", *TRAIN, "--out", tmp_path / "r", "--data", corpus, "--tokenizer", "bpe",
+                           "--vocab-size", "100"])
     assert rc == 2 and "--tokenizer bpe --vocab-size 100: vocab_size must be an integer >= 256" in (
-        _one_error_line(err))
+        one_error_line(err))
     assert not (tmp_path / "r" / "checkpoint").exists()
 
 
 @pytest.mark.slow
-def test_char_tokens_are_the_same_as_splitting_the_encoded_text(tmp_path, corpus, capsys):
+def test_char_tokens_are_the_same_as_splitting_the_encoded_text(tmp_path, corpus, cli_call):
     # Splitting the text first and encoding each part gives a char model exactly the tokens it had
     # when the encoded text was split.
-    rc, out, _ = _call(["train", *TRAIN, "--max-iters", "1", "--out", tmp_path / "r", "--data", corpus],
-                       capsys)
+    rc, out, _ = cli_call(["train", *TRAIN, "--max-iters", "1", "--out", tmp_path / "r", "--data", corpus])
     tok = CharTokenizer.from_text(TEXT)
     train_ids, val_ids = train_val_split(torch.tensor(tok.encode(TEXT)))
     assert rc == 0 and f"{len(train_ids):,} train / {len(val_ids):,} val tokens" in out
@@ -124,20 +109,20 @@ def test_bpe_train_records_the_tokenizer_and_reports_its_training(bpe_run, corpu
 
 
 @pytest.mark.slow
-def test_bpe_generate_from_the_checkpoint(bpe_run, capsys):
+def test_bpe_generate_from_the_checkpoint(bpe_run, cli_call):
     run, _ = bpe_run
     argv = ["generate", "--checkpoint", run, "--prompt", "ROMEO:", "--max-new-tokens", "12", "--seed", "3"]
-    rc, first, err = _call(argv, capsys)
+    rc, first, err = cli_call(argv)
     assert rc == 0 and err == "" and first.startswith("ROMEO:")
-    assert _call([*argv, "--stream"], capsys)[1] == first  # same seed, same tokens, streamed
+    assert cli_call([*argv, "--stream"])[1] == first  # same seed, same tokens, streamed
     model, tok, _ = load_checkpoint(run)
     assert len(tok.encode(first.rstrip("\n"))) > len(tok.encode("ROMEO:"))
 
 
 @pytest.mark.slow
-def test_bpe_evaluate_reports_bits_per_character_computed_by_hand(bpe_run, capsys):
+def test_bpe_evaluate_reports_bits_per_character_computed_by_hand(bpe_run, cli_call):
     run, _ = bpe_run
-    rc, out, _ = _call(["evaluate", "--checkpoint", run, "--json", "--batch-size", "3"], capsys)
+    rc, out, _ = cli_call(["evaluate", "--checkpoint", run, "--json", "--batch-size", "3"])
     result = json.loads(out)
     # By hand: the val text is the last 10% of the characters; every token but the first is predicted
     # once, in non-overlapping windows of block_size; bits/char = mean nats per token x tokens per
@@ -163,39 +148,39 @@ def test_bpe_evaluate_reports_bits_per_character_computed_by_hand(bpe_run, capsy
     assert result["bits_per_char"] < result["loss"] / math.log(2)  # a token holds more than one character
     assert result["perplexity"] == pytest.approx(math.exp(per_token), rel=1e-5)
 
-    rc, out, _ = _call(["evaluate", "--checkpoint", run], capsys)
+    rc, out, _ = cli_call(["evaluate", "--checkpoint", run])
     assert rc == 0 and "bpe tokenizer (300 tokens)" in out and f"{len(val_text):,} characters" in out
     assert (f"val loss {result['loss']:.4f} nats/token ({predicted:,} tokens) | "
             f"{result['bits_per_char']:.4f} bits/char | perplexity {result['perplexity']:.3f}") in out
 
 
 @pytest.mark.slow
-def test_bpe_resume_keeps_its_tokenizer_and_refuses_another(bpe_run, tmp_path, capsys):
+def test_bpe_resume_keeps_its_tokenizer_and_refuses_another(bpe_run, tmp_path, cli_call, one_error_line):
     run = shutil.copytree(bpe_run[0], tmp_path / "run")
     saved = read_meta(run)["tokenizer"]
     for extra, message in [(["--tokenizer", "char"], "was trained with --tokenizer bpe, not char"),
                            (["--tokenizer", "word", "--vocab-size", "300"], "--tokenizer bpe, not word"),
                            (["--vocab-size", "512"], "has a bpe vocabulary of 300 tokens, not 512")]:
-        rc, _, err = _call(["train", "--out", run, "--resume", "--max-iters", "6", *extra], capsys)
-        assert rc == 2 and message in _one_error_line(err)
+        rc, _, err = cli_call(["train", "--out", run, "--resume", "--max-iters", "6", *extra])
+        assert rc == 2 and message in one_error_line(err)
     assert read_meta(run)["step"] == 4
-    rc, out, _ = _call(["train", "--out", run, "--resume", "--max-iters", "6", "--no-progress",
-                        "--tokenizer", "bpe", "--vocab-size", "300"], capsys)  # repeating them is fine
+    rc, out, _ = cli_call(["train", "--out", run, "--resume", "--max-iters", "6", "--no-progress",
+                           "--tokenizer", "bpe", "--vocab-size", "300"])  # repeating them is fine
     assert rc == 0 and "tokenizer bpe: 300 tokens (from the checkpoint)" in out and "at step 6" in out
     assert read_meta(run)["tokenizer"] == saved
 
 
 @pytest.mark.slow
-def test_word_tokenizer_end_to_end(tmp_path, corpus, capsys):
+def test_word_tokenizer_end_to_end(tmp_path, corpus, cli_call):
     run = tmp_path / "run"
-    rc, out, _ = _call(["train", *TRAIN, "--tokenizer", "word", "--vocab-size", "20", "--data", corpus,
-                        "--out", run, "--final-eval"], capsys)
+    rc, out, _ = cli_call(["train", *TRAIN, "--tokenizer", "word", "--vocab-size", "20", "--data", corpus,
+                           "--out", run, "--final-eval"])
     assert rc == 0 and "tokenizer word: 20 tokens (trained on the train split in" in out
     assert "of val tokens are <unk>" in out and "bits/char" in out
     _, tok, meta = load_checkpoint(run)
     assert meta["tokenizer"]["kind"] == "word" and tok.vocab_size == 20
-    rc, out, _ = _call(["generate", "--checkpoint", run, "--prompt", "All:", "--max-new-tokens", "8",
-                        "--seed", "0"], capsys)
+    rc, out, _ = cli_call(["generate", "--checkpoint", run, "--prompt", "All:", "--max-new-tokens", "8",
+                           "--seed", "0"])
     assert rc == 0 and out.startswith("All:")
 
 
@@ -218,10 +203,10 @@ def fake_pretrained(monkeypatch):
     return model, tok, calls
 
 
-def test_generate_pretrained_samples_from_the_bundled_model(fake_pretrained, capsys):
+def test_generate_pretrained_samples_from_the_bundled_model(fake_pretrained, cli_call):
     model, tok, calls = fake_pretrained
-    rc, out, err = _call(["generate", "--pretrained", "cpu-small", "--prompt", "All:",
-                          "--max-new-tokens", "5", "--temperature", "0"], capsys)
+    rc, out, err = cli_call(["generate", "--pretrained", "cpu-small", "--prompt", "All:",
+                             "--max-new-tokens", "5", "--temperature", "0"])
     assert rc == 0 and err == "" and calls == [("cpu-small", "cpu")]
     ids = tok.encode("All:")
     with torch.no_grad():
@@ -230,9 +215,9 @@ def test_generate_pretrained_samples_from_the_bundled_model(fake_pretrained, cap
     assert out == tok.decode(ids) + "\n"
 
 
-def test_evaluate_pretrained_uses_the_tiny_shakespeare_val_split(fake_pretrained, capsys):
+def test_evaluate_pretrained_uses_the_tiny_shakespeare_val_split(fake_pretrained, cli_call):
     model, tok, calls = fake_pretrained
-    rc, out, _ = _call(["evaluate", "--pretrained", "cpu-small", "--json"], capsys)
+    rc, out, _ = cli_call(["evaluate", "--pretrained", "cpu-small", "--json"])
     result = json.loads(out)
     val_text = TEXT[int(0.9 * len(TEXT)):]
     assert rc == 0 and calls == [("cpu-small", "cpu")]
@@ -240,20 +225,20 @@ def test_evaluate_pretrained_uses_the_tiny_shakespeare_val_split(fake_pretrained
     assert result["chars"] == len(val_text) and result["tokens"] == len(tok.encode(val_text)) - 1
     assert result["bits_per_char"] == pytest.approx(
         result["loss"] * len(tok.encode(val_text)) / len(val_text) / math.log(2))
-    rc, out, _ = _call(["evaluate", "--pretrained", "cpu-small"], capsys)
+    rc, out, _ = cli_call(["evaluate", "--pretrained", "cpu-small"])
     assert rc == 0 and out.startswith("pretrained model cpu-small, bpe tokenizer (280 tokens), val split of "
                                       "tinyshakespeare")
 
 
-def test_an_unknown_pretrained_name_lists_the_available_ones(capsys):
+def test_an_unknown_pretrained_name_lists_the_available_ones(cli_call, one_error_line):
     for command in ("generate", "evaluate"):
-        rc, _, err = _call([command, "--pretrained", "gpt-5"], capsys)
-        assert rc == 2 and "invalid choice: 'gpt-5'" in _one_error_line(err)
+        rc, _, err = cli_call([command, "--pretrained", "gpt-5"])
+        assert rc == 2 and "invalid choice: 'gpt-5'" in one_error_line(err)
         assert all(name in err for name in PRETRAINED_MODELS)
 
 
 @pytest.mark.slow
-def test_the_real_bundled_model_generates(capsys):
-    rc, out, err = _call(["generate", "--pretrained", "cpu-small", "--prompt", "ROMEO:", "--max-new-tokens",
-                          "40", "--seed", "1"], capsys)
+def test_the_real_bundled_model_generates(cli_call):
+    rc, out, err = cli_call(["generate", "--pretrained", "cpu-small", "--prompt", "ROMEO:",
+                             "--max-new-tokens", "40", "--seed", "1"])
     assert rc == 0 and err == "" and out.startswith("ROMEO:") and len(out) == len("ROMEO:") + 40 + 1

@@ -7,25 +7,13 @@ import math
 import pytest
 import torch
 
-from shakespeare_lm import BPETokenizer, CharTokenizer, train_val_split
+from shakespeare_lm import BPETokenizer, train_val_split
 from shakespeare_lm.evaluation import estimate_loss, evaluate
 from shakespeare_lm.model import GPT, get_preset
 
 
-@pytest.fixture
-def corpus(tiny_text):
-    tok = CharTokenizer.from_text(tiny_text)
-    train_data, val_data = train_val_split(torch.tensor(tok.encode(tiny_text)))
-    return tok, train_data, val_data
-
-
-def tiny_gpt(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(get_preset("tiny", vocab_size=tok.vocab_size))
-
-
-def test_estimate_loss_uses_fixed_batches(corpus):
-    tok, tr, va = corpus
+def test_estimate_loss_uses_fixed_batches(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     model = tiny_gpt(tok)
     g = torch.Generator().manual_seed(5)
     first = estimate_loss(model, {"train": tr, "val": va}, 4, 16, 3, g)
@@ -34,8 +22,8 @@ def test_estimate_loss_uses_fixed_batches(corpus):
     assert model.training  # mode restored
 
 
-def test_evaluate_units(corpus):
-    tok, _, va = corpus
+def test_evaluate_units(char_corpus, tiny_gpt):
+    tok, _, va = char_corpus
     result = evaluate(tiny_gpt(tok), va, block_size=16, batch_size=8)
     assert result.bits_per_char == pytest.approx(result.loss / math.log(2))
     assert result.perplexity == pytest.approx(math.exp(result.loss))
@@ -43,8 +31,8 @@ def test_evaluate_units(corpus):
     assert result.loss == pytest.approx(math.log(tok.vocab_size), abs=0.5)  # untrained ~ ln V
 
 
-def test_evaluate_every_nth_window_is_the_mean_over_those_windows(corpus):
-    tok, _, va = corpus
+def test_evaluate_every_nth_window_is_the_mean_over_those_windows(char_corpus, tiny_gpt):
+    tok, _, va = char_corpus
     model = tiny_gpt(tok).eval()
     sample = evaluate(model, va, block_size=16, batch_size=4, every=3)
     n_full = (len(va) - 1) // 16

@@ -13,23 +13,9 @@ import time
 import pytest
 import torch
 
-from shakespeare_lm import CharTokenizer, train_val_split
 from shakespeare_lm.checkpoint import read_meta
-from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.runlock import RunDirLockedError
 from shakespeare_lm.training import RunDirExistsError, TrainConfig, train
-
-
-@pytest.fixture
-def corpus(tiny_text):
-    tok = CharTokenizer.from_text(tiny_text)
-    train_data, val_data = train_val_split(torch.tensor(tok.encode(tiny_text)))
-    return tok, train_data, val_data
-
-
-def tiny_gpt(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(get_preset("tiny", vocab_size=tok.vocab_size))
 
 
 def cfg(out, **overrides):
@@ -56,8 +42,8 @@ def snapshot(out):
     return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
 
 
-def test_fresh_run_into_a_trained_run_dir_is_refused_unless_overwrite(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_fresh_run_into_a_trained_run_dir_is_refused_unless_overwrite(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     out = tmp_path / "run"
     train(tiny_gpt(tok), tr, va, cfg(out), tokenizer=tok)
     before = snapshot(out)
@@ -72,8 +58,8 @@ def test_fresh_run_into_a_trained_run_dir_is_refused_unless_overwrite(corpus, tm
     assert issubclass(RunDirExistsError, FileExistsError)  # the CLI's OSError handler prints one line
 
 
-def test_overwrite_drops_the_old_runs_interrupted_checkpoint(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_overwrite_drops_the_old_runs_interrupted_checkpoint(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     out = tmp_path / "run"
     train(tiny_gpt(tok), tr, va, cfg(out, max_iters=9), callbacks=[interrupt_at(7)], tokenizer=tok)
     assert read_meta(out / "interrupted")["step"] == 7
@@ -83,8 +69,8 @@ def test_overwrite_drops_the_old_runs_interrupted_checkpoint(corpus, tmp_path):
     assert not (out / "interrupted").exists()  # else the next --resume would pick the old run's step 7
 
 
-def test_resume_at_or_past_max_iters_trains_nothing_and_deletes_nothing(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_resume_at_or_past_max_iters_trains_nothing_and_deletes_nothing(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     out = tmp_path / "run"
     # "best" policy: Ctrl-C at step 5 writes interrupted/ (step 5) next to checkpoint/ (the best, step <= 4)
     train(tiny_gpt(tok), tr, va, cfg(out, max_iters=8), callbacks=[interrupt_at(5)], tokenizer=tok)
@@ -99,8 +85,8 @@ def test_resume_at_or_past_max_iters_trains_nothing_and_deletes_nothing(corpus, 
         assert all(snapshot(out)[k] == v for k, v in before.items() if k.name != ".lock")
 
 
-def test_interrupted_is_kept_until_checkpoint_catches_up(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_interrupted_is_kept_until_checkpoint_catches_up(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     out = tmp_path / "run"
     train(tiny_gpt(tok), tr, va, cfg(out, max_iters=9), callbacks=[interrupt_at(7)], tokenizer=tok)
     # the resumed run saves no checkpoint: interrupted/ (step 7) is still the newest model
@@ -112,8 +98,9 @@ def test_interrupted_is_kept_until_checkpoint_catches_up(corpus, tmp_path):
     assert read_meta(out / "checkpoint")["step"] == 9 and not (out / "interrupted").exists()
 
 
-def test_a_second_training_into_the_same_dir_is_refused_and_the_lock_is_released(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_a_second_training_into_the_same_dir_is_refused_and_the_lock_is_released(char_corpus, tiny_gpt,
+                                                                                  tmp_path):
+    tok, tr, va = char_corpus
     out = tmp_path / "run"
     refused = []
 
@@ -161,8 +148,8 @@ HOLDER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_lock_between_processes_and_after_sigkill(corpus, tmp_path, tiny_text):
-    tok, tr, va = corpus
+def test_lock_between_processes_and_after_sigkill(char_corpus, tiny_gpt, tmp_path, tiny_text):
+    tok, tr, va = char_corpus
     out, ready = tmp_path / "run", tmp_path / "ready"
     (tmp_path / "corpus.txt").write_text(tiny_text, encoding="utf-8")
     (tmp_path / "holder.py").write_text(HOLDER, encoding="utf-8")
