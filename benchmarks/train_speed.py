@@ -57,19 +57,19 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--seed", type=int, default=1337)
-    p.add_argument("--data", help="path to input.txt (default: SHAKESPEARE_LM_DATA / cache)")
+    p.add_argument("--data", help="any text file to train on (default: Tiny Shakespeare)")
     args = p.parse_args()
 
     import numpy as np
     import torch
 
-    from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, train_val_split
+    from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, load_text, train_val_split
     from shakespeare_lm.evaluation import evaluate
     from shakespeare_lm.precision import resolve_dtype
     from shakespeare_lm.training import TrainConfig, train
 
     torch.set_num_threads(args.threads)
-    text = load_shakespeare(args.data, progress=False)
+    text = load_text(args.data) if args.data else load_shakespeare(progress=False)
     tok = CharTokenizer.from_text(text)
     # via numpy: torch.tensor() on a list of 1.1M ints takes ~0.3 s, np.array ~0.05 s
     train_data, val_data = train_val_split(torch.from_numpy(np.array(tok.encode(text))))
