@@ -168,6 +168,11 @@ class _Run:
     def elapsed(self) -> float:
         return self.prev_elapsed + time.perf_counter() - self.t0
 
+    def tokens_per_sec(self) -> float:
+        """Training throughput since the last estimate (steps timed without the estimates)."""
+        seconds = self.train_s - self.mark[1]
+        return (self.step - self.mark[0]) * self.tokens_per_step / seconds if seconds > 0 else 0.0
+
     def save(self, name: str, gather: bool = True) -> bool:
         # gather=True is collective (every rank's RNG), so all ranks call it; only rank 0 writes.
         rng = ckpt.capture_rng_state(self.data_gen, info=self.info if gather else None, device=self.device)
@@ -222,8 +227,7 @@ class _Run:
         c, t = self.config, time.perf_counter()
         losses = estimate_loss(self.eval_model, self.splits, c.eval_batch_size or c.batch_size, c.block_size,
                                c.eval_iters, self.eval_seed, dtype=self.dtype)
-        steps, seconds = self.step - self.mark[0], self.train_s - self.mark[1]
-        tps = steps * self.tokens_per_step / seconds if steps and seconds > 0 else 0.0
+        tps = self.tokens_per_sec()
         self.mark = (self.step, self.train_s)
         record = {"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
                   "lr": get_lr(max(self.step - 1, 0), self.schedule), "tokens_per_sec": tps,
@@ -318,9 +322,7 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
                 call_callbacks(callbacks, "on_step", run.state)
             bar.update(1)
             if not bar.disable and (run.step % 10 == 0 or run.step == run.end):
-                seconds = run.train_s - run.mark[1]
-                tps = (run.step - run.mark[0]) * run.tokens_per_step / seconds if seconds > 0 else 0.0
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{run.tokens_per_sec():,.0f}")
             run.maybe_fit_schedule()
             reason = run.stop_reason()
             if run.step % config.eval_interval == 0 or run.step >= run.end or reason:

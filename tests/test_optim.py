@@ -7,28 +7,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 
-from shakespeare_lm import CharTokenizer
-from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.optim import configure_optimizer, get_lr, param_groups, steps_that_fit
 from shakespeare_lm.training import TrainConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "shakespeare_lm"
 
 
-@pytest.fixture
-def corpus(tiny_text):
-    return (CharTokenizer.from_text(tiny_text),)
-
-
-def tiny_gpt(tok, seed=0):
-    torch.manual_seed(seed)
-    return GPT(get_preset("tiny", vocab_size=tok.vocab_size))
-
-
-def test_decay_and_no_decay_groups(corpus):
-    tok, *_ = corpus
+def test_decay_and_no_decay_groups(char_corpus, tiny_gpt):
+    tok, *_ = char_corpus
     model = tiny_gpt(tok)
     decay, no_decay = param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0

@@ -9,9 +9,8 @@ import time
 import pytest
 import torch
 
-from shakespeare_lm import CharTokenizer, train_val_split
 from shakespeare_lm.checkpoint import load_checkpoint, read_meta
-from shakespeare_lm.model import GPT, BigramLanguageModel, get_preset
+from shakespeare_lm.model import BigramLanguageModel
 from shakespeare_lm.optim import param_groups
 from shakespeare_lm.precision import resolve_dtype
 from shakespeare_lm.training import (
@@ -25,27 +24,14 @@ from shakespeare_lm.training import (
 )
 
 
-@pytest.fixture
-def corpus(tiny_text):
-    tok = CharTokenizer.from_text(tiny_text)
-    data = torch.tensor(tok.encode(tiny_text))
-    train_data, val_data = train_val_split(data)
-    return tok, train_data, val_data
-
-
-def tiny_gpt(tok, seed=0, **overrides):
-    torch.manual_seed(seed)
-    return GPT(get_preset("tiny", vocab_size=tok.vocab_size, **overrides))
-
-
 def cfg(**overrides):
     base = dict(batch_size=4, block_size=16, max_iters=6, eval_interval=3, eval_iters=2, learning_rate=3e-3,
                 warmup_iters=2, dtype="float32", compile="off", device="cpu", progress=False)
     return TrainConfig(**{**base, **overrides})
 
 
-def test_train_reduces_loss(corpus):
-    tok, tr, va = corpus
+def test_train_reduces_loss(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     model = tiny_gpt(tok)
     history = train(model, tr, va, get_train_preset("tiny", max_iters=40, device="cpu"))
     assert history.steps[0] == 0 and history.steps[-1] == 40
@@ -55,8 +41,8 @@ def test_train_reduces_loss(corpus):
     assert not model.training  # left ready for generation
 
 
-def test_train_works_for_bigram(corpus):
-    tok, tr, va = corpus
+def test_train_works_for_bigram(char_corpus):
+    tok, tr, va = char_corpus
     torch.manual_seed(0)
     model = BigramLanguageModel(tok.vocab_size)
     history = train(model, tr, va, cfg(max_iters=20, eval_interval=10, learning_rate=1e-1))
@@ -93,14 +79,14 @@ def test_every_field_and_argument_is_documented_where_help_looks():
         assert f"\n    {arg}: " in train.__doc__, arg
 
 
-def test_block_size_larger_than_model_is_refused(corpus):
-    tok, tr, va = corpus
+def test_block_size_larger_than_model_is_refused(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     with pytest.raises(ValueError, match="exceeds the model's block_size"):
         train(tiny_gpt(tok), tr, va, cfg(block_size=32))
 
 
-def test_embedding_lr_mult_gets_its_own_group(corpus):
-    tok, tr, va = corpus
+def test_embedding_lr_mult_gets_its_own_group(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     model = tiny_gpt(tok)
     groups = param_groups(model, 0.1, embedding_lr_mult=5.0)
     assert [(g["lr_mult"], g["weight_decay"]) for g in groups] == [(1.0, 0.1), (5.0, 0.1), (1.0, 0.0)]
@@ -124,8 +110,8 @@ def test_embedding_lr_mult_gets_its_own_group(corpus):
         cfg(embedding_lr_mult=0)
 
 
-def test_grad_accumulation_matches_bigger_batch(corpus):
-    tok, tr, va = corpus
+def test_grad_accumulation_matches_bigger_batch(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     a, b = tiny_gpt(tok), tiny_gpt(tok)
     train(a, tr, va, cfg(batch_size=4, grad_accum_steps=2, max_iters=2, grad_clip=None))
     train(b, tr, va, cfg(batch_size=8, grad_accum_steps=1, max_iters=2, grad_clip=None))
@@ -133,8 +119,8 @@ def test_grad_accumulation_matches_bigger_batch(corpus):
         torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_nan_loss_raises_naming_step_and_keeps_checkpoint(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_nan_loss_raises_naming_step_and_keeps_checkpoint(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     model = tiny_gpt(tok)
     out = tmp_path / "run"
     train(model, tr, va, cfg(out_dir=str(out), checkpoint="last", max_iters=3), tokenizer=tok)
@@ -160,8 +146,8 @@ class _OnStep:
         self.on_step = fn
 
 
-def test_keyboard_interrupt_saves_and_returns_history(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_keyboard_interrupt_saves_and_returns_history(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     out = tmp_path / "run"
 
     def interrupt(state):
@@ -182,8 +168,8 @@ def test_keyboard_interrupt_saves_and_returns_history(corpus, tmp_path):
     assert [float(r["val_loss"]) for r in rows] == history.val_loss  # full precision, not rounded
 
 
-def test_callbacks_plain_callable_and_stop(corpus):
-    tok, tr, va = corpus
+def test_callbacks_plain_callable_and_stop(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     seen = []
 
     def on_eval(state):
@@ -195,16 +181,16 @@ def test_callbacks_plain_callable_and_stop(corpus):
     assert seen == [0, 3] and history.stop_reason == "callback"
 
 
-def test_patience_stops_early(corpus):
-    tok, tr, va = corpus
+def test_patience_stops_early(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     # with lr ~ 0 the val loss cannot keep improving
     config = cfg(max_iters=30, eval_interval=1, learning_rate=1e-12, warmup_iters=0, patience=2)
     history = train(tiny_gpt(tok), tr, va, config)
     assert history.stop_reason == "patience" and history.steps[-1] < 30
 
 
-def test_resume_equals_uninterrupted(corpus, tmp_path):
-    tok, tr, va = corpus
+def test_resume_equals_uninterrupted(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
     kw = dict(max_iters=8, eval_interval=4, lr_decay_iters=8, checkpoint="last")
     # dropout > 0 so the global RNG matters too
     full = tiny_gpt(tok, dropout=0.1)
@@ -223,8 +209,8 @@ def test_resume_equals_uninterrupted(corpus, tmp_path):
     assert h_res.iter_losses == pytest.approx(h_full.iter_losses)
 
 
-def test_max_time_stops(corpus):
-    tok, tr, va = corpus
+def test_max_time_stops(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
     history = train(tiny_gpt(tok), tr, va, cfg(max_iters=100_000, eval_interval=1000, max_time=0.5))
     assert history.stop_reason == "max_time" and history.steps[-1] < 100_000
 
@@ -243,8 +229,8 @@ class FakeClock:
             raise KeyboardInterrupt
 
 
-def test_time_budget_fits_the_schedule_and_resumes(corpus, tmp_path, monkeypatch):
-    tok, tr, va = corpus
+def test_time_budget_fits_the_schedule_and_resumes(char_corpus, tiny_gpt, tmp_path, monkeypatch):
+    tok, tr, va = char_corpus
     config = cfg(max_iters=1000, max_time=50, warmup_iters=10, eval_interval=10, eval_iters=1,
                  learning_rate=1e-2, min_lr=1e-3, checkpoint="last")
     clock = FakeClock(monkeypatch)
@@ -274,8 +260,8 @@ def test_time_budget_fits_the_schedule_and_resumes(corpus, tmp_path, monkeypatch
     assert h.iter_losses == pytest.approx(history.iter_losses)
 
 
-def test_compile_is_decided_before_the_first_step(corpus, monkeypatch, tmp_path):
-    tok, tr, va = corpus
+def test_compile_is_decided_before_the_first_step(char_corpus, tiny_gpt, monkeypatch, tmp_path):
+    tok, tr, va = char_corpus
     steps = []
 
     class FailsToTrain(torch.nn.Module):
