@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import get_batch, iter_eval_batches
@@ -60,6 +62,40 @@ def estimate_loss(
     return out
 
 
+def token_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every target of a batch, in nats: (B, T)."""
+    logits, _ = model(x)  # (B, T, V) every model returns logits for every position
+    B, T, V = logits.shape
+    losses = F.cross_entropy(logits.float().reshape(B * T, V), y.reshape(B * T), reduction="none")
+    return losses.view(B, T)  # (B, T)
+
+
+@torch.no_grad()
+def iter_window_losses(
+    model: nn.Module,
+    data: torch.Tensor,
+    block_size: int,
+    batch_size: int,
+    *,
+    every: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[torch.Tensor]:
+    """Per-token losses (B, T) of each batch of `iter_eval_batches` windows, in order, in eval mode.
+
+    The model's mode is restored when the iteration ends (or the generator is closed).
+    """
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in iter_eval_batches(data, batch_size, block_size, every=every, device=device):
+            with autocast_context(device, dtype):
+                losses = token_losses(model, x, y)  # (B, T)
+            yield losses  # outside autocast: the caller's code runs between yields
+    finally:
+        model.train(was_training)
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """Loss over a whole split, in three units, and how much text it covered."""
@@ -100,19 +136,10 @@ def evaluate(
     block_size = block_size or getattr(model, "block_size", None)
     if block_size is None:
         raise ValueError("this model has no block_size of its own; pass evaluate(..., block_size=256)")
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
-    try:
-        for x, y in iter_eval_batches(val_data, batch_size, block_size, every=every, device=device):
-            with autocast_context(device, dtype):
-                _, loss = model(x, y)
-            n = y.numel()
-            total += loss.float().item() * n
-            count += n
-    finally:
-        model.train(was_training)
+    for losses in iter_window_losses(model, val_data, block_size, batch_size, every=every, dtype=dtype):
+        total += losses.double().sum().item()  # (B, T) -> nats of the batch
+        count += losses.numel()
     mean = total / count
     predicted = len(val_data) - 1  # every token but the first; with every > 1 the mean estimates it
     chars = predicted + 1 if n_chars is None else n_chars

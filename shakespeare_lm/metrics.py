@@ -12,10 +12,9 @@ from collections.abc import Sequence
 
 import sacrebleu
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data import iter_eval_batches
+from .evaluation import iter_window_losses
 from .sampling import generate
 from .utils import check_positive_int, model_device
 
@@ -26,14 +25,6 @@ def _block_size(model: nn.Module, block_size: int | None) -> int:
         raise ValueError("this model has no block_size of its own; pass block_size=..., e.g. block_size=8")
     check_positive_int("block_size", block_size)
     return block_size
-
-
-def _token_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every target of a batch, in nats: (B, T)."""
-    logits, _ = model(x)  # (B, T, V) every model returns logits for every position
-    B, T, V = logits.shape
-    losses = F.cross_entropy(logits.float().reshape(B * T, V), y.reshape(B * T), reduction="none")
-    return losses.view(B, T)  # (B, T)
 
 
 @torch.no_grad()
@@ -56,18 +47,11 @@ def loss_by_position(
     check_positive_int("batch_size", batch_size)
     if (len(data) - 1) // block_size < 1:
         raise ValueError(f"data has {len(data)} tokens, too few for one window of block_size={block_size}")
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
     total, count = torch.zeros(block_size, dtype=torch.float64), 0
-    try:
-        for x, y in iter_eval_batches(data, batch_size, block_size, every=every, device=device):
-            if y.size(1) != block_size:
-                break  # the shorter remainder window comes last
-            total += _token_losses(model, x, y).double().sum(dim=0).cpu()  # (T,)
-            count += y.size(0)
-    finally:
-        model.train(was_training)
+    for losses in iter_window_losses(model, data, block_size, batch_size, every=every):
+        if losses.size(1) == block_size:  # not the shorter remainder window, which comes last
+            total += losses.double().sum(dim=0).cpu()  # (T,)
+            count += losses.size(0)
     return (total / count).float()  # (T,)
 
 
@@ -86,15 +70,8 @@ def per_token_losses(
     """
     block_size = _block_size(model, block_size)
     check_positive_int("batch_size", batch_size)
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    parts = []
-    try:
-        for x, y in iter_eval_batches(data, batch_size, block_size, device=device):
-            parts.append(_token_losses(model, x, y).reshape(-1).cpu())  # (B*T,) windows in order
-    finally:
-        model.train(was_training)
+    parts = [losses.reshape(-1).cpu()  # (B*T,) windows in order
+             for losses in iter_window_losses(model, data, block_size, batch_size)]
     return torch.cat(parts)  # (len(data) - 1,)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from shakespeare_lm import BPETokenizer, train_val_split
-from shakespeare_lm.evaluation import estimate_loss, evaluate
+from shakespeare_lm.evaluation import estimate_loss, evaluate, iter_window_losses
 from shakespeare_lm.model import GPT, get_preset
 
 
@@ -29,6 +29,29 @@ def test_evaluate_units(char_corpus, tiny_gpt):
     assert result.perplexity == pytest.approx(math.exp(result.loss))
     assert result.tokens == len(va) - 1
     assert result.loss == pytest.approx(math.log(tok.vocab_size), abs=0.5)  # untrained ~ ln V
+
+
+def test_evaluate_equals_the_mean_of_model_losses_and_restores_the_mode(char_corpus, tiny_gpt):
+    tok, _, va = char_corpus
+    model = tiny_gpt(tok)
+    with torch.no_grad():
+        model.eval()
+        x, y = va[:-1].view(1, -1)[:, :16], va[1:17].view(1, -1)  # the first window, (1, T)
+        _, first = model(x, y)
+        model.train()
+    losses = next(iter(iter_window_losses(model, va, 16, 8)))  # (B, T) the first batch
+    assert losses.shape == (8, 16)
+    assert float(losses[0].mean()) == pytest.approx(float(first), rel=1e-6)
+    assert model.training  # restored once the generator is dropped
+    assert evaluate(model, va, block_size=16, batch_size=8, dtype=torch.bfloat16).tokens == len(va) - 1
+    assert model.training
+
+
+def test_window_losses_leave_autocast_off_between_batches(char_corpus, tiny_gpt):
+    tok, _, va = char_corpus
+    seen = [torch.is_autocast_enabled("cpu")
+            for _ in iter_window_losses(tiny_gpt(tok), va, 16, 8, dtype=torch.bfloat16)]
+    assert seen and not any(seen)
 
 
 def test_evaluate_every_nth_window_is_the_mean_over_those_windows(char_corpus, tiny_gpt):
