@@ -214,10 +214,11 @@ def _score(model, val_text: str, val_data: torch.Tensor, block_size, batch_size:
 
     bits/char = the val text's total nats / its characters / ln 2, i.e. the mean loss per token times
     the tokens per character: a BPE token carries several characters, so only this unit compares
-    tokenizers. For a char model it is loss / ln 2. Computed here from EvalResult.loss (nats per
-    predicted token), whatever EvalResult.bits_per_char means.
+    tokenizers. For a char model it is loss / ln 2 exactly, as scripts/train_pretrained.py records it.
+    Computed here from EvalResult.loss: EvalResult.bits_per_char spreads the N - 1 predicted tokens'
+    nats over all the characters, 1/N less. n_chars makes EvalResult.characters the text's.
     """
-    r = evaluate(model, val_data.to(device), block_size, batch_size)
+    r = evaluate(model, val_data.to(device), block_size, batch_size, n_chars=len(val_text))
     tokens_per_char = len(val_data) / len(val_text)
     return {**r.to_dict(), "bits_per_char": r.loss * tokens_per_char / math.log(2),
             "chars": len(val_text), "tokens_per_char": tokens_per_char}

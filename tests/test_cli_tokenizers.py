@@ -143,6 +143,7 @@ def test_bpe_evaluate_reports_bits_per_character_computed_by_hand(bpe_run, cli_c
     expected_bpc = per_token * len(ids) / len(val_text) / math.log(2)
     assert rc == 0 and result["tokenizer"] == "bpe" and result["vocab_size"] == 300
     assert result["tokens"] == predicted == len(ids) - 1 and result["chars"] == len(val_text)
+    assert result["characters"] == len(val_text)  # characters, not tokens + 1
     assert result["loss"] == pytest.approx(per_token, rel=1e-5)
     assert result["bits_per_char"] == pytest.approx(expected_bpc, rel=1e-5)
     assert result["bits_per_char"] < result["loss"] / math.log(2)  # a token holds more than one character
@@ -222,7 +223,8 @@ def test_evaluate_pretrained_uses_the_tiny_shakespeare_val_split(fake_pretrained
     val_text = TEXT[int(0.9 * len(TEXT)):]
     assert rc == 0 and calls == [("cpu-small", "cpu")]
     assert result["pretrained"] == "cpu-small" and result["data"] == "tinyshakespeare"
-    assert result["chars"] == len(val_text) and result["tokens"] == len(tok.encode(val_text)) - 1
+    assert result["chars"] == result["characters"] == len(val_text)  # characters, not tokens + 1
+    assert result["tokens"] == len(tok.encode(val_text)) - 1
     assert result["bits_per_char"] == pytest.approx(
         result["loss"] * len(tok.encode(val_text)) / len(val_text) / math.log(2))
     rc, out, _ = cli_call(["evaluate", "--pretrained", "cpu-small"])
