@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -210,18 +209,11 @@ def cmd_train(args) -> int:
 
 
 def _score(model, val_text: str, val_data: torch.Tensor, block_size, batch_size: int, device) -> dict:
-    """Loss over the whole val split, per token and per character.
-
-    bits/char = the val text's total nats / its characters / ln 2, i.e. the mean loss per token times
-    the tokens per character: a BPE token carries several characters, so only this unit compares
-    tokenizers. For a char model it is loss / ln 2 exactly, as scripts/train_pretrained.py records it.
-    Computed here from EvalResult.loss: EvalResult.bits_per_char spreads the N - 1 predicted tokens'
-    nats over all the characters, 1/N less. n_chars makes EvalResult.characters the text's.
-    """
+    """Loss over the whole val split, per token and per character (bits/char from evaluate's n_chars:
+    a BPE token carries several characters, so only that unit compares tokenizers)."""
     r = evaluate(model, val_data.to(device), block_size, batch_size, n_chars=len(val_text))
     tokens_per_char = len(val_data) / len(val_text)
-    return {**r.to_dict(), "bits_per_char": r.loss * tokens_per_char / math.log(2),
-            "chars": len(val_text), "tokens_per_char": tokens_per_char}
+    return {**r.to_dict(), "chars": len(val_text), "tokens_per_char": tokens_per_char}
 
 
 def _result_line(r: dict) -> str:

@@ -141,8 +141,8 @@ def evaluate(
         total += losses.double().sum().item()  # (B, T) -> nats of the batch
         count += losses.numel()
     mean = total / count
-    predicted = len(val_data) - 1  # every token but the first; with every > 1 the mean estimates it
-    chars = predicted + 1 if n_chars is None else n_chars
-    bits_per_char = mean / math.log(2) if n_chars is None else mean * predicted / n_chars / math.log(2)
+    chars = len(val_data) if n_chars is None else n_chars
+    # the mean loss per token times the text's tokens per character: loss / ln 2 for characters
+    bits_per_char = mean * len(val_data) / chars / math.log(2)
     return EvalResult(loss=mean, bits_per_char=bits_per_char, perplexity=math.exp(mean), tokens=count,
                       characters=chars)
