@@ -310,6 +310,12 @@ def _load_tensors(f: Path) -> dict[str, torch.Tensor]:
 def _load_optimizer(optimizer: torch.optim.Optimizer, meta: dict, d: Path) -> None:
     if meta.get("optimizer") is None:
         raise CheckpointError(f"checkpoint {d} has no optimizer state to resume from")
+    saved_type, mine = meta["optimizer"].get("type"), type(optimizer).__name__
+    if saved_type and saved_type != mine:
+        trained = (meta.get("train_config") or {}).get("optimizer", "adamw")
+        raise CheckpointError(f"checkpoint {d} holds {saved_type} optimizer state but this run's optimizer "
+                              f"is {mine}; resume with the optimizer it was trained with "
+                              f"(TrainConfig(optimizer={trained!r}))")
     tensors = _load_tensors(d / OPTIMIZER_FILE)
     state: dict[int, dict] = {}
     for key, t in tensors.items():

@@ -1,27 +1,36 @@
-"""The optimizer and its learning-rate schedule: AdamW with decay / no-decay groups, warmup + cosine or WSD.
+"""The optimizer and its learning-rate schedule: AdamW (or Muon + AdamW), warmup + cosine or WSD.
 
 Follows nanoGPT's `configure_optimizers` (weight decay on matrices and embeddings only) and its
 `get_lr` (linear warmup, cosine decay to min_lr); "wsd" is warmup-stable-decay (Hägele et al. 2024).
+The "muon" choice follows Keller Jordan's Muon (2024) as used in modded-nanogpt: torch.optim.Muon
+for the weight matrices inside the transformer blocks, AdamW for embeddings, lm_head, gains, biases.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections import ChainMap
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+MUON_LR = 0.02  # Muon's peak LR when TrainConfig.muon_lr is None (the Muon reference implementation's)
 
-def param_groups(model: nn.Module, weight_decay: float, embedding_lr_mult: float = 1.0) -> list[dict]:
+
+def param_groups(model: nn.Module, weight_decay: float, embedding_lr_mult: float = 1.0,
+                 exclude: Iterable[nn.Parameter] = ()) -> list[dict]:
     """nanoGPT's split: weights with dim >= 2 (matmuls, embeddings) decay; biases and LayerNorm don't.
 
     Each group carries an "lr_mult" that `train` multiplies the scheduled LR by. With
     embedding_lr_mult != 1 the embedding tables (nn.Embedding weights; GPT's tied lm_head is the
     token embedding) get a third group of their own with that multiplier. Tied weights appear once.
+    Parameters in `exclude` (those another optimizer updates) are left out.
     """
-    params = [p for p in model.parameters() if p.requires_grad]  # parameters() dedupes tied weights
+    skip = {id(p) for p in exclude}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]  # dedupes tied weights
     embedding_ids = set()
     if embedding_lr_mult != 1.0:
         embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
@@ -43,9 +52,10 @@ def configure_optimizer(
     embedding_lr_mult: float = 1.0,
     *,
     device: torch.device | str = "cpu",
+    exclude: Iterable[nn.Parameter] = (),
 ) -> torch.optim.AdamW:
     """AdamW over `param_groups`, using the fused kernel where this torch build has one for `device`."""
-    groups = param_groups(model, weight_decay, embedding_lr_mult)
+    groups = param_groups(model, weight_decay, embedding_lr_mult, exclude)
     kwargs: dict[str, Any] = {"lr": learning_rate, "betas": tuple(betas)}
     device = torch.device(device)
     if "fused" in inspect.signature(torch.optim.AdamW).parameters and device.type in ("cuda", "cpu"):
@@ -55,6 +65,107 @@ def configure_optimizer(
     except (RuntimeError, ValueError):  # fused not supported for this device/dtype
         kwargs.pop("fused", None)
         return torch.optim.AdamW(groups, **kwargs)
+
+
+def muon_params(model: nn.Module) -> list[nn.Parameter]:
+    """The weight matrices Muon updates: every nn.Linear weight except the output head (`lm_head`,
+    tied or not) and any weight shared with an embedding table; in a GPT these are exactly the
+    blocks' query/key/value, projection and feed-forward matrices. Embeddings, gains and biases
+    stay with AdamW, as in modded-nanogpt (Muon orthogonalises hidden-layer updates only)."""
+    head = getattr(model, "lm_head", None)
+    skip = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    if head is not None:
+        skip.add(id(head.weight))
+    matrices = []
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and m.weight.requires_grad and id(m.weight) not in skip:
+            skip.add(id(m.weight))  # a shared weight appears once
+            matrices.append(m.weight)
+    return matrices
+
+
+class MuonAdamW:
+    """torch.optim.Muon for the block matrices and AdamW for the rest, used as one optimizer.
+
+    `param_groups` lists Muon's groups, then AdamW's (so `train` schedules every LR in one loop,
+    each group by its "lr_mult"); `step`, `zero_grad`, `state_dict` and `load_state_dict` act on
+    both. The state dict numbers the parameters across both, as one torch optimizer would, and
+    tags each group with "optimizer", so checkpoints store it like AdamW's and resume it exactly.
+    """
+
+    def __init__(self, muon: torch.optim.Muon | None, adamw: torch.optim.AdamW | None):
+        self.parts = {name: o for name, o in (("muon", muon), ("adamw", adamw)) if o is not None}
+        if not self.parts:
+            raise ValueError("MuonAdamW needs a Muon or an AdamW optimizer (the model has no parameters?)")
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.parts.values() for g in o.param_groups]
+
+    @property
+    def state(self) -> ChainMap:
+        return ChainMap(*(o.state for o in self.parts.values()))
+
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for o in self.parts.values():
+            o.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.parts.values():
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        state, groups, offset = {}, [], 0
+        for name, o in self.parts.items():
+            sd = o.state_dict()
+            state.update({offset + i: s for i, s in sd["state"].items()})
+            groups += [{**g, "params": [offset + i for i in g["params"]], "optimizer": name}
+                       for g in sd["param_groups"]]
+            offset += sum(len(g["params"]) for g in o.param_groups)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved = [g.get("optimizer") for g in state_dict["param_groups"]]
+        mine = [name for name, o in self.parts.items() for _ in o.param_groups]
+        if saved != mine:
+            raise ValueError(f"the saved parameter groups belong to {saved}, this optimizer's to {mine}")
+        offset = 0
+        for name, o in self.parts.items():
+            n = sum(len(g["params"]) for g in o.param_groups)
+            groups = []
+            for g in state_dict["param_groups"]:
+                if g["optimizer"] == name:
+                    g = {k: v for k, v in g.items() if k != "optimizer"}
+                    g["params"] = [i - offset for i in g["params"]]
+                    if "ns_coefficients" in g:
+                        g["ns_coefficients"] = tuple(g["ns_coefficients"])  # JSON gives a list
+                    groups.append(g)
+            state = {i - offset: s for i, s in state_dict["state"].items() if offset <= int(i) < offset + n}
+            o.load_state_dict({"state": state, "param_groups": groups})
+            offset += n
+
+
+def build_optimizer(model: nn.Module, config: Any, device: torch.device | str = "cpu"):
+    """The optimizer a TrainConfig asks for: AdamW (`configure_optimizer`), or for "muon" a MuonAdamW
+    with Muon on `muon_params` at peak LR muon_lr (lr_mult = muon_lr / learning_rate, so get_lr's
+    warmup and decay scale it too) and AdamW on every other parameter, as configure_optimizer groups them."""
+    if config.optimizer == "adamw":
+        return configure_optimizer(model, config.learning_rate, config.betas, config.weight_decay,
+                                   config.embedding_lr_mult, device=device)
+    matrices = muon_params(model)
+    adamw, ids = None, {id(p) for p in matrices}
+    if any(p.requires_grad and id(p) not in ids for p in model.parameters()):
+        adamw = configure_optimizer(model, config.learning_rate, config.betas, config.weight_decay,
+                                    config.embedding_lr_mult, device=device, exclude=matrices)
+    muon_lr = MUON_LR if config.muon_lr is None else config.muon_lr
+    muon = None
+    if matrices:
+        # "original": the update's scale grows as sqrt(max(1, fan_out / fan_in)) (Keller Jordan's Muon)
+        muon = torch.optim.Muon([{"params": matrices, "lr_mult": muon_lr / config.learning_rate}], lr=muon_lr,
+                                weight_decay=config.weight_decay, adjust_lr_fn="original")
+    return MuonAdamW(muon, adamw)
 
 
 def get_lr(step: int, config: Any) -> float:

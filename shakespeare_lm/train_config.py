@@ -14,6 +14,7 @@ from .precision import COMPILE_MODES, DTYPES
 from .utils import check_fields, check_positive_int
 
 LR_SCHEDULES = ("cosine", "wsd")
+OPTIMIZERS = ("adamw", "muon")
 CHECKPOINT_MODES = ("best", "last", "never")
 
 
@@ -38,10 +39,20 @@ class TrainConfig:
       decay_fraction     "wsd" only: the share of the schedule spent in the linear decay, in (0, 1]
       embedding_lr_mult  LR multiplier for the embedding tables (and a lm_head tied to the token
                          embedding); 1 = the same LR as every other weight
-    AdamW:
+    Optimizer (see optim.build_optimizer):
+      optimizer          "adamw" (every parameter) or "muon": torch.optim.Muon (Jordan et al. 2024,
+                         as in modded-nanogpt) for the weight matrices inside the transformer blocks,
+                         AdamW for the embeddings, lm_head (tied or not), LayerNorm gains and biases
+      muon_lr            "muon" only: the Muon matrices' peak LR; None = 0.02 (the Muon reference's).
+                         The schedule scales it like learning_rate: at every step the matrices get
+                         get_lr(step) * muon_lr / learning_rate (so the same warmup, decay and
+                         min_lr / learning_rate ratio), while AdamW's groups get get_lr(step).
+                         Muon's updates are orthogonalised (singular values ~1, scaled by
+                         sqrt(max(1, fan_out / fan_in))), so its LR is ~10x an AdamW LR
       weight_decay       decay of the weights with dim >= 2 (matrices, embeddings); biases and
-                         LayerNorm never decay
-      betas              AdamW (beta1, beta2); beta2 0.99 suits small batches (nanoGPT)
+                         LayerNorm never decay. Both optimizers decay decoupled: w -= lr * weight_decay * w
+      betas              AdamW (beta1, beta2); beta2 0.99 suits small batches (nanoGPT). Muon uses
+                         Nesterov momentum 0.95
       grad_clip          clip the global gradient norm to this; None or 0 = off
     Speed:
       dtype              autocast compute dtype: "auto" (CUDA: bf16 if supported, else fp16 with a
@@ -82,6 +93,8 @@ class TrainConfig:
     lr_decay_iters: int | None = None
     lr_schedule: str = "cosine"
     decay_fraction: float = 0.2
+    optimizer: str = "adamw"
+    muon_lr: float | None = None
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.99)
     embedding_lr_mult: float = 1.0
@@ -127,10 +140,17 @@ class TrainConfig:
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ValueError(f"TrainConfig.grad_clip must be >= 0 or None, got {self.grad_clip!r}")
         for name, allowed in (("lr_schedule", LR_SCHEDULES), ("dtype", DTYPES), ("compile", COMPILE_MODES),
-                              ("checkpoint", CHECKPOINT_MODES)):
+                              ("checkpoint", CHECKPOINT_MODES), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {', '.join(map(repr, allowed))}, "
                                  f"got {getattr(self, name)!r}")
+        if self.muon_lr is not None:
+            number = isinstance(self.muon_lr, int | float) and not isinstance(self.muon_lr, bool)
+            if not number or not self.muon_lr > 0:
+                raise ValueError(f"TrainConfig.muon_lr must be a number > 0 or None, got {self.muon_lr!r}")
+            if self.optimizer != "muon":
+                raise ValueError(f"TrainConfig.muon_lr applies to optimizer='muon' only (optimizer is "
+                                 f"{self.optimizer!r}); set optimizer='muon' or leave muon_lr None")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"TrainConfig.max_time must be > 0 seconds or None, got {self.max_time!r}")
         if self.out_dir is not None:
@@ -179,5 +199,6 @@ def get_train_preset(name: str, **overrides: Any) -> TrainConfig:
 
 
 __all__ = [
-    "CHECKPOINT_MODES", "COMPILE_MODES", "LR_SCHEDULES", "TRAIN_PRESETS", "TrainConfig", "get_train_preset",
+    "CHECKPOINT_MODES", "COMPILE_MODES", "LR_SCHEDULES", "OPTIMIZERS", "TRAIN_PRESETS", "TrainConfig",
+    "get_train_preset",
 ]

@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup + cosine LR, mixed precision, accumulation, DDP, checkpoints.
+"""The training loop: AdamW (or Muon), warmup + cosine LR, mixed precision, accumulation, DDP, checkpoints.
 
 Follows nanoGPT's train.py (and the Zero-to-Hero GPT lecture's `estimate_loss`), as one function
 `train(model, train_data, val_data, config) -> History` that works for every model in the package.
@@ -35,7 +35,7 @@ from .data import get_batch
 from .distributed import all_ranks_agree, all_ranks_min, init_distributed
 from .evaluation import estimate_loss
 from .history import History, TrainState, call_callbacks
-from .optim import configure_optimizer, get_lr, steps_that_fit
+from .optim import build_optimizer, get_lr, steps_that_fit
 from .precision import autocast_context, compile_model, resolve_dtype
 from .preflight import RunDirExistsError
 from .runlock import RunDirLockedError, RunLock
@@ -129,8 +129,7 @@ class _Run:
         self.splits = {"train": train_data, "val": val_data}
         self.info, self.device = info, device
         self.dtype = resolve_dtype(config.dtype, device, model)
-        self.optimizer = configure_optimizer(model, config.learning_rate, config.betas, config.weight_decay,
-                                             config.embedding_lr_mult, device=device)
+        self.optimizer = build_optimizer(model, config, device)  # AdamW, or Muon + AdamW
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         self.out_dir = Path(config.out_dir) if config.out_dir is not None and info.is_main else None
         self.meta = {**meta, "dtype": str(self.dtype).removeprefix("torch."), "world_size": info.world_size}

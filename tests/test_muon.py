@@ -1,0 +1,139 @@
+"""Tests for TrainConfig(optimizer="muon"): the parameter split, the schedule, training, resume, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from shakespeare_lm.checkpoint import CheckpointError, read_meta
+from shakespeare_lm.model import BigramLanguageModel
+from shakespeare_lm.optim import MUON_LR, MuonAdamW, build_optimizer, muon_params
+from shakespeare_lm.training import TrainConfig, get_lr, train
+
+
+def cfg(**overrides):
+    base = dict(batch_size=4, block_size=16, max_iters=6, eval_interval=3, eval_iters=2, learning_rate=3e-3,
+                warmup_iters=2, dtype="float32", compile="off", device="cpu", progress=False,
+                optimizer="muon")
+    return TrainConfig(**{**base, **overrides})
+
+
+def _split(opt: MuonAdamW) -> tuple[list, list]:
+    muon = [p for g in opt.parts["muon"].param_groups for p in g["params"]]
+    adamw = [p for g in opt.parts["adamw"].param_groups for p in g["params"]]
+    return muon, adamw
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_every_parameter_is_in_exactly_one_optimizer(char_corpus, tiny_gpt, tied):
+    tok, _, _ = char_corpus
+    model = tiny_gpt(tok)
+    if not tied:  # an untied lm_head: its own weight, which must stay with AdamW
+        model.lm_head.weight = nn.Parameter(model.token_embedding_table.weight.detach().clone())
+    opt = build_optimizer(model, cfg(), "cpu")
+    assert isinstance(opt.parts["muon"], torch.optim.Muon)
+    assert isinstance(opt.parts["adamw"], torch.optim.AdamW)
+    muon, adamw = _split(opt)
+    ids = [id(p) for p in muon + adamw]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))  # tied weights count once
+    embeddings = {id(model.token_embedding_table.weight), id(model.position_embedding_table.weight),
+                  id(model.lm_head.weight)}
+    assert all(p.dim() == 2 and id(p) not in embeddings for p in muon)
+    assert embeddings <= {id(p) for p in adamw}
+    # exactly the blocks' matrices: per head query/key/value, the projection, the two feed-forward layers
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    assert len(muon) == n_layer * (3 * n_head + 3)
+    block_matrices = {id(p) for name, p in model.blocks.named_parameters() if p.dim() == 2}
+    assert {id(p) for p in muon} == block_matrices == {id(p) for p in muon_params(model)}
+
+
+def test_muon_trains_a_tiny_model(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
+    history = train(tiny_gpt(tok), tr, va, cfg(max_iters=40, eval_interval=20, muon_lr=0.02))
+    assert history.val_loss[-1] < history.val_loss[0] - 0.5
+    assert history.stop_reason == "max_iters"
+
+
+def test_the_schedule_drives_both_optimizers(char_corpus, tiny_gpt):
+    tok, tr, va = char_corpus
+    config = cfg(max_iters=8, warmup_iters=3, muon_lr=0.05, embedding_lr_mult=2.0, min_lr=1e-4)
+    seen = []
+
+    class Record:
+        def on_step(self, state):
+            seen.append([g["lr"] for g in state.optimizer.param_groups])
+
+    train(tiny_gpt(tok), tr, va, config, callbacks=[Record()])
+    assert len(seen) == 8
+    for step, groups in enumerate(seen):
+        lr = get_lr(step, config)
+        # Muon's group, then AdamW's: embeddings (with the tied lm_head; no other matrix is left), no-decay
+        muon, embeddings, no_decay = groups
+        assert muon == pytest.approx(lr * 0.05 / 3e-3)
+        assert no_decay == lr and embeddings == pytest.approx(2 * lr)
+    assert seen[0][0] < seen[2][0]  # warmup raises the Muon LR ...
+    assert seen[-1][0] < seen[3][0]  # ... and the decay lowers it
+    assert build_optimizer(tiny_gpt(tok), cfg(), "cpu").param_groups[0]["lr"] == MUON_LR  # muon_lr=None
+
+
+def test_muon_resume_equals_uninterrupted(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
+    kw = dict(max_iters=8, eval_interval=4, lr_decay_iters=8, checkpoint="last", muon_lr=0.03)
+    full = tiny_gpt(tok, dropout=0.1)
+    h_full = train(full, tr, va, cfg(**kw))
+
+    out = tmp_path / "run"
+    train(tiny_gpt(tok, dropout=0.1), tr, va, cfg(**{**kw, "max_iters": 4}, out_dir=str(out)), tokenizer=tok)
+    meta = read_meta(out / "checkpoint")
+    assert meta["optimizer"]["type"] == "MuonAdamW"
+    assert {g["optimizer"] for g in meta["optimizer"]["param_groups"]} == {"muon", "adamw"}
+    torch.manual_seed(123)  # disturb the global RNG: resume must restore it
+    resumed = tiny_gpt(tok, seed=99, dropout=0.1)  # different init: weights come from the checkpoint
+    h_res = train(resumed, tr, va, cfg(**kw, out_dir=str(out)), resume_from=out, tokenizer=tok)
+
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert h_res.steps == h_full.steps
+    assert h_res.iter_losses == h_full.iter_losses  # exactly, not approximately
+
+
+@pytest.mark.parametrize(("saved", "resumed"), [("muon", "adamw"), ("adamw", "muon")])
+def test_resume_with_the_other_optimizer_is_a_clear_error(char_corpus, tiny_gpt, tmp_path, saved, resumed):
+    tok, tr, va = char_corpus
+    out = tmp_path / "run"
+    train(tiny_gpt(tok), tr, va, cfg(max_iters=2, eval_interval=2, optimizer=saved, out_dir=str(out)),
+          tokenizer=tok)
+    before = read_meta(out / "checkpoint")["files"]
+    with pytest.raises(CheckpointError) as e:
+        train(tiny_gpt(tok), tr, va, cfg(max_iters=4, optimizer=resumed, out_dir=str(out)), resume_from=out)
+    msg = str(e.value)
+    assert "\n" not in msg and f"TrainConfig(optimizer={saved!r})" in msg
+    assert read_meta(out / "checkpoint")["files"] == before  # the checkpoint is left as it was
+
+
+def test_bigram_has_no_matrices_for_muon_and_still_trains(char_corpus):
+    tok, tr, va = char_corpus
+    torch.manual_seed(0)
+    model = BigramLanguageModel(tok.vocab_size)
+    opt = build_optimizer(model, cfg(), "cpu")
+    assert list(opt.parts) == ["adamw"] and muon_params(model) == []
+    history = train(model, tr, va, cfg(max_iters=20, eval_interval=10, learning_rate=1e-1))
+    assert history.val_loss[-1] < history.val_loss[0]
+
+
+def test_bad_optimizer_settings_are_one_line_errors():
+    cases = [
+        (dict(optimizer="sgd"), "TrainConfig.optimizer must be one of 'adamw', 'muon', got 'sgd'"),
+        (dict(optimizer="muon", muon_lr=0.0), "TrainConfig.muon_lr must be a number > 0 or None, got 0.0"),
+        (dict(optimizer="muon", muon_lr="0.02"), "TrainConfig.muon_lr must be a number > 0"),
+        (dict(optimizer="muon", muon_lr=True), "TrainConfig.muon_lr must be a number > 0"),
+        (dict(muon_lr=0.02), "TrainConfig.muon_lr applies to optimizer='muon' only"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as e:
+            TrainConfig(**kwargs)
+        assert message in str(e.value) and "\n" not in str(e.value), kwargs
+    c = TrainConfig(optimizer="muon", muon_lr=0.05)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    assert TrainConfig().optimizer == "adamw" and TrainConfig().muon_lr is None
