@@ -28,19 +28,19 @@ class KVCache:
         self.length = 0
         self._k: list[torch.Tensor | None] = [None] * n_layer
         self._v: list[torch.Tensor | None] = [None] * n_layer
-        self._w: list[torch.Tensor | None] = [None] * n_layer
+        self._w: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * n_layer
 
     def reset(self) -> None:
         """Forget the cached positions (keep the buffers and the stacked weights)."""
         self.length = 0
 
-    def weight(self, layer: int, attn: MultiHeadAttention) -> torch.Tensor:
-        """attn's stacked (3*nh*hs, C) query/key/value weight, built once per cache.
+    def weight(self, layer: int, attn: MultiHeadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """attn's stacked (3*nh*hs, C) query/key/value weight and (3*nh*hs,) bias (or None), built once.
 
         A cache therefore belongs to one set of weights: make a new one after changing them.
         """
         if self._w[layer] is None:
-            self._w[layer] = attn.qkv_weight()
+            self._w[layer] = (attn.qkv_weight(), attn.qkv_bias())
         return self._w[layer]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +81,7 @@ def _attention_cached(
     """
     start = cache.length
     T = x.size(1)
-    q, k, v = attn.qkv(x, cache.weight(layer, attn))  # each (B, nh, T, hs)
+    q, k, v = attn.qkv(x, *cache.weight(layer, attn))  # each (B, nh, T, hs)
     k, v = cache.update(layer, k, v)  # each (B, nh, start+T, hs)
     if last_only:
         q = q[:, :, -1:]  # (B, nh, 1, hs)

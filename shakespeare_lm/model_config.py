@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from .utils import check_fields, check_positive_int
 
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+ACTIVATIONS = ("relu", "gelu", "relu2")
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -23,6 +26,12 @@ class GPTConfig:
     n_embd: int = 384  # embedding width C (channels of the residual stream)
     dropout: float = 0.2  # dropout probability in attention, projections and feed-forward (0 = off)
     bias: bool = True  # biases in Linear layers and LayerNorms (the lecture has them; nanoGPT can drop them)
+    # Since 2017 (notebook 10); each default is the lecture's choice, so older configs mean the same model.
+    pos_encoding: str = "learned"  # "learned" table, "sinusoidal" fixed table (Vaswani et al. 2017), "rope"
+    activation: str = "relu"  # feed-forward nonlinearity: "relu" (lecture), "gelu" (GPT-2), "relu2" (Primer)
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before the dot product (no gain)
+    tie_weights: bool = True  # lm_head shares the token embedding's weight (GPT-2); False = its own weight
+    attn_bias: bool = False  # biases in the query/key/value projections (nanoGPT's c_attn has them)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -36,8 +45,18 @@ class GPTConfig:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1) (0 disables it), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        for name in ("bias", "qk_norm", "tie_weights", "attn_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, choices in (("pos_encoding", POS_ENCODINGS), ("activation", ACTIVATIONS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                                 f"got {getattr(self, name)!r}")
+        if self.pos_encoding == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"pos_encoding='rope' rotates pairs of channels, so the head size n_embd // n_head must be "
+                f"even, got {self.n_embd // self.n_head}"
+            )
 
 
 # Named configurations. The vocabulary is Tiny Shakespeare's 65 characters; for another text pass
@@ -47,6 +66,9 @@ PRESETS: dict[str, GPTConfig] = {
     "tiny": GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0),
     # nanoGPT's CPU recipe (README "I only have a macbook"): val ≈ 1.88 after 2000 iterations.
     "cpu-small": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+    # nanoGPT's exact CPU architecture (GELU, biases everywhere, learned positions, tied lm_head).
+    "nanogpt-cpu": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0,
+                             activation="gelu", bias=True, attn_bias=True),
     # The lecture's final model (val 1.4873) and nanoGPT's shakespeare_char "baby GPT".
     "baby-gpt": GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
 }
@@ -82,4 +104,4 @@ class BigramConfig:
         check_positive_int("vocab_size", self.vocab_size)
 
 
-__all__ = ["PRESETS", "BigramConfig", "GPTConfig", "get_preset"]
+__all__ = ["ACTIVATIONS", "POS_ENCODINGS", "PRESETS", "BigramConfig", "GPTConfig", "get_preset"]
