@@ -13,26 +13,42 @@ import torch
 from torch.nn import functional as F
 
 from .model import GPT, Block, MultiHeadAttention, _check_idx
+from .positional import sliding_causal_mask
 
 
 class KVCache:
     """Keys and values of every layer for the positions decoded so far.
 
-    Buffers of shape (B, nh, block_size, hs) per layer, allocated on the first update with the
-    device and dtype of the keys. `length` is the number of positions filled; `reset()` empties it
-    without freeing memory. Make one with `new_cache(model)` and fill it with `forward_cached`.
+    Per layer a buffer of shape (B, nh, max_length, hs), allocated on the first update with the
+    device and dtype of the keys. `length` is the number of positions held and `position` the
+    absolute position of the next token; `reset()` empties the cache without freeing memory. Make
+    one with `new_cache(model)` and fill it with `forward_cached`.
+
+    With window=None (learned or sinusoidal positions) it holds at most max_length = block_size
+    positions. With a window (RoPE) it slides: before new tokens are stored, the positions that no
+    new query can see any more (more than window - 1 back) are dropped. Rotated keys keep their
+    absolute positions, and attention depends only on offsets, so nothing needs recomputing. The
+    held positions start at buffer index `_offset`; the buffer is twice the window, and only when
+    its end is reached are the held positions copied back to the front: once every ~window steps,
+    so O(1) per token on average.
     """
 
-    def __init__(self, n_layer: int, max_length: int):
+    def __init__(self, n_layer: int, max_length: int, window: int | None = None):
+        if window is not None and max_length < 2 * window:
+            raise ValueError(f"a sliding cache needs max_length >= 2 * window, "
+                             f"got {max_length} < 2 * {window}")
         self.max_length = max_length
+        self.window = window
         self.length = 0
+        self.position = 0
+        self._offset = 0
         self._k: list[torch.Tensor | None] = [None] * n_layer
         self._v: list[torch.Tensor | None] = [None] * n_layer
         self._w: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * n_layer
 
     def reset(self) -> None:
         """Forget the cached positions (keep the buffers and the stacked weights)."""
-        self.length = 0
+        self.length = self.position = self._offset = 0
 
     def weight(self, layer: int, attn: MultiHeadAttention) -> tuple[torch.Tensor, torch.Tensor | None]:
         """attn's stacked (3*nh*hs, C) query/key/value weight and (3*nh*hs,) bias (or None), built once.
@@ -43,17 +59,30 @@ class KVCache:
             self._w[layer] = (attn.qkv_weight(), attn.qkv_bias())
         return self._w[layer]
 
+    def make_room(self, T: int) -> None:
+        """Before T new positions: drop what no new query can see, then compact if the buffer is full."""
+        if self.window is None:
+            return
+        keep = min(self.length, self.window - 1)  # the first new query sees window - 1 positions back
+        self._offset += self.length - keep
+        self.length = keep
+        if self._offset + keep + T > self.max_length:
+            for buf in (*self._k, *self._v):
+                if buf is not None:  # (B, nh, max_length, hs): move the held positions to the front
+                    buf[:, :, :keep] = buf[:, :, self._offset : self._offset + keep].clone()
+            self._offset = 0
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, nh, T, hs) at positions length..length+T; return all keys/values so far."""
+        """Store k, v (B, nh, T, hs) after the held positions; return all held keys/values, new ones last."""
         B, nh, T, hs = k.shape
-        end = self.length + T
+        lo, end = self._offset, self._offset + self.length + T
         buf_k = self._k[layer]
         if buf_k is None or buf_k.shape[0] != B or buf_k.dtype != k.dtype or buf_k.device != k.device:
             self._k[layer] = k.new_empty(B, nh, self.max_length, hs)
             self._v[layer] = v.new_empty(B, nh, self.max_length, hs)
-        self._k[layer][:, :, self.length : end] = k
-        self._v[layer][:, :, self.length : end] = v
-        return self._k[layer][:, :, :end], self._v[layer][:, :, :end]  # (B, nh, end, hs)
+        self._k[layer][:, :, end - T : end] = k
+        self._v[layer][:, :, end - T : end] = v
+        return self._k[layer][:, :, lo:end], self._v[layer][:, :, lo:end]  # (B, nh, length+T, hs)
 
 
 def _bare(model):
@@ -66,9 +95,24 @@ def supports_cache(model) -> bool:
     return isinstance(_bare(model), GPT)
 
 
-def new_cache(model: GPT) -> KVCache:
-    """An empty KV cache for `model` (buffers are allocated on first use)."""
+def sliding_context(model) -> int | None:
+    """For a RoPE GPT: how many last tokens determine the next one, else None.
+
+    A RoPE GPT attends over a sliding window of block_size positions (a cache that slides by one
+    token computes exactly that), and each of its n_layer layers reaches block_size - 1 positions
+    further back, so the last n_layer * (block_size - 1) + 1 tokens decide the next token.
+    """
     model = _bare(model)
+    if not isinstance(model, GPT) or not model.rope:
+        return None
+    return model.config.n_layer * (model.block_size - 1) + 1
+
+
+def new_cache(model: GPT) -> KVCache:
+    """An empty KV cache for `model` (buffers are allocated on first use); it slides for a RoPE GPT."""
+    model = _bare(model)
+    if model.rope:
+        return KVCache(model.config.n_layer, 2 * model.block_size, window=model.block_size)
     return KVCache(model.config.n_layer, model.block_size)
 
 
@@ -79,21 +123,22 @@ def _attention_cached(
 
     Returns (B, T, C), or (B, 1, C) for the last new position only if last_only=True.
     """
-    start = cache.length
     T = x.size(1)
-    q, k, v = attn.qkv(x, *cache.weight(layer, attn))  # each (B, nh, T, hs)
-    k, v = cache.update(layer, k, v)  # each (B, nh, start+T, hs)
+    window = cache.window or cache.max_length
+    q, k, v = attn.qkv(x, *cache.weight(layer, attn), start=cache.position)  # each (B, nh, T, hs)
+    k, v = cache.update(layer, k, v)  # each (B, nh, n_keys, hs), the new positions last
     if last_only:
         q = q[:, :, -1:]  # (B, nh, 1, hs)
-    if q.size(2) == 1:
+    n_queries, n_keys = q.size(2), k.size(2)
+    if n_queries == 1 and n_keys <= window:
         # The newest query may look at every cached position: no mask needed.
         y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, 1, hs)
-    elif start == 0:
+    elif n_keys == T <= window:
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
     else:
-        # New query i sits at position start+i and may see keys 0..start+i.
-        mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
+        # The queries are the last n_queries positions; each sees itself and window - 1 before it.
+        mask = sliding_causal_mask(n_queries, n_keys, window, x.device)  # (n_queries, n_keys)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, n_queries, hs)
     return attn.project(y)  # (B, T or 1, C)
 
 
@@ -111,7 +156,9 @@ def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache, last_only: boo
     """Logits (B, T, V) for new tokens idx (B, T) that follow the cache's `length` positions.
 
     Equal to `model(full_context)[0][:, -T:]` where full_context is the cached tokens followed by
-    idx; the new keys/values are appended to `cache`. The total may not exceed block_size.
+    idx; the new keys/values are appended to `cache`. With learned or sinusoidal positions the
+    total may not exceed block_size. A RoPE GPT's cache slides instead, so any number of tokens may
+    follow: the result then equals `model(all_tokens_so_far)`, whose attention is a sliding window.
     With last_only=True only the last position's logits (B, 1, V) are computed, which lets the
     final block skip the feed-forward and projections of the other positions (used by generate).
     Use it without gradients (no_grad / inference_mode): the cache keeps tensors between calls.
@@ -121,15 +168,22 @@ def forward_cached(model: GPT, idx: torch.Tensor, cache: KVCache, last_only: boo
         raise TypeError(f"forward_cached needs a GPT, got {type(model).__name__}")
     _check_idx(idx, None)
     start, T = cache.length, idx.size(1)
-    if start + T > model.block_size:
+    if cache.window is not None and cache.window < T:  # a long prefill: one window-sized chunk at a time
+        chunks = idx.split(cache.window, dim=1)
+        n = len(chunks)
+        logits = [forward_cached(model, c, cache, last_only or i < n - 1) for i, c in enumerate(chunks)]
+        return logits[-1] if last_only else torch.cat(logits, dim=1)  # (B, 1 or T, V)
+    if cache.window is None and start + T > model.block_size:
         raise ValueError(
             f"cache holds {start} positions; {T} more would exceed block_size {model.block_size}. "
             "Reset the cache and re-prefill with the last block_size tokens."
         )
-    x = model.embed(idx, start)  # (B, T, C)
+    cache.make_room(T)
+    x = model.embed(idx, cache.position)  # (B, T, C) no position table past block_size: RoPE only
     last = len(model.blocks) - 1
     for layer, block in enumerate(model.blocks):
         x = _block_cached(block, x, cache, layer, last_only and layer == last)  # (B, T or 1, C)
-    cache.length = start + T
+    cache.length += T
+    cache.position += T
     x = model.ln_f(x)  # (B, T or 1, C)
     return model.lm_head(x)  # (B, T or 1, V)

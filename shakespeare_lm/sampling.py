@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .kvcache import forward_cached, new_cache, supports_cache
+from .kvcache import forward_cached, new_cache, sliding_context, supports_cache
 from .utils import model_device
 
 
@@ -108,11 +108,14 @@ def _iter_tokens(
     so that block_size - window_stride + 1 tokens remain: window_stride=1 is the lecture's crop to
     the last block_size tokens at every step; a larger stride re-crops only every window_stride
     steps. Cached and uncached runs use the same windows, so they produce the same tokens.
+    A RoPE GPT never crops: its attention is a sliding window of block_size positions, so its cache
+    slides by one token per step, and uncached steps feed the last `sliding_context` tokens.
     Gradients are off only inside each step, so the caller's code between steps is unaffected.
     """
     block_size = getattr(model, "block_size", None)
     cached = use_cache and supports_cache(model)
-    keep = None if block_size is None else max(1, block_size - window_stride + 1)
+    context = sliding_context(model)  # None unless RoPE
+    keep = None if block_size is None or context else max(1, block_size - window_stride + 1)
     start = 0
     was_training = model.training
     model.eval()
@@ -129,10 +132,12 @@ def _iter_tokens(
                         # learned absolute positions, moving the window shifts every position, so
                         # nothing cached survives a crop: a larger window_stride crops less often.
                         cache.reset()
-                        new_tokens = idx[:, start:]  # (B, <=block_size)
+                        new_tokens = idx[:, -context:] if context else idx[:, start:]  # (B, <=block_size)
                     else:
                         new_tokens = idx[:, -1:]  # (B, 1) only the newest token is not cached yet
                     logits = forward_cached(model, new_tokens, cache, last_only=True)  # (B, 1, V)
+                elif context:
+                    logits, _ = model(idx[:, -context:])  # (B, T, V) sliding-window attention
                 else:
                     logits, _ = model(idx[:, start:])  # (B, T, V) T <= block_size
                 idx_next = _next_token(logits[:, -1, :], temperature, top_k, top_p, generator)  # (B, 1)
@@ -166,6 +171,11 @@ def generate(
     nothing to reuse. window_stride=s > 1 crops in jumps instead (the model then sees between
     block_size - s + 1 and block_size tokens), so the cache is rebuilt only every s steps:
     long generations get much faster. Cached and uncached still agree for any stride.
+    A RoPE GPT (pos_encoding="rope") needs neither: its attention looks at most block_size - 1
+    positions back (a sliding window), its cache slides by one token per step, and window_stride
+    has no effect. Per layer that is the lecture's crop; across layers the view reaches further
+    back (each layer's cached keys were computed with their own window), and use_cache=False
+    computes exactly the same sliding-window model.
     Runs without gradients in eval mode and restores the model's train/eval mode afterwards.
     """
     _check_args(max_new_tokens, temperature, top_k, top_p, window_stride)
