@@ -1,9 +1,9 @@
-"""Command line: `python -m shakespeare_lm train | generate | evaluate` (also `shakespeare-lm ...`).
+"""Command line: `python -m shakespeare_lm train | generate | evaluate | sweep` (also `shakespeare-lm ...`).
 
 Follows nanoGPT's train.py / sample.py entry points, with named presets instead of config files,
 any tokenizer of the registry (char, bpe, word) and the models shipped with the package (--pretrained).
 Under `torchrun --nproc_per_node=N -m shakespeare_lm train ...` training runs with DDP.
-The arguments are declared in cli_parser.py.
+The arguments are declared in cli_parser.py; the sweep command is in cli_sweep.py.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from .bundled import pretrained
 from .checkpoint import META_FILE, CheckpointError, find_resume_checkpoint, load_checkpoint, peek
 from .cli_parser import DEFAULT_PRESET, PROG, build_parser
+from .cli_sweep import cmd_sweep
 from .data import DownloadError, load_shakespeare, load_text, train_val_split
 from .distributed import dist_info_from_env
 from .evaluation import evaluate
@@ -278,7 +279,7 @@ def run(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the command; user mistakes become one `error:` line. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate}
+    commands = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "sweep": cmd_sweep}
     try:
         return commands[args.command](args)
     except TrainingDivergedError as e:

@@ -1,4 +1,4 @@
-"""The command line's arguments: `build_parser()` for `python -m shakespeare_lm train | generate | evaluate`.
+"""The command line's arguments: `build_parser()` for `python -m shakespeare_lm train|generate|evaluate|...`.
 
 Follows nanoGPT's train.py / sample.py options, as argparse subcommands whose argument types reject a
 bad value with one line naming what was expected. The commands themselves are in cli.py.
@@ -27,6 +27,8 @@ _EPILOG = """examples:
   python -m shakespeare_lm generate --pretrained cpu-small --prompt "ROMEO:"
   python -m shakespeare_lm evaluate --pretrained cpu-small
   torchrun --nproc_per_node=4 -m shakespeare_lm train --preset baby-gpt --out runs/baby-gpt
+  python -m shakespeare_lm sweep --grid learning_rate=1e-3,3e-3 --grid n_layer=2,4 --tokens 200000 --out r1
+  python -m shakespeare_lm sweep --log-uniform learning_rate=1e-4:1e-2 --trials 8 --tokens 200000 --out r2
 
 evaluate reports the loss per token and bits per character: only the latter compares models
 with different tokenizers (a BPE token holds several characters, so its loss per token is larger).
@@ -126,11 +128,50 @@ def _model_source(p) -> None:
                      help="a model shipped with the package, trained on Tiny Shakespeare (loads offline)")
 
 
+def _sweep_parser(sub) -> None:
+    s = sub.add_parser("sweep", help="train one model per point of a search space, all with the same budget",
+                       description="Train one GPT per point of a grid (or per random / TPE trial) under the "
+                       "same budget and append each result as a JSON line to DIR/results.jsonl. Run the same "
+                       "command again to resume: recorded points are not trained again. Values are typed "
+                       "by the GPTConfig or TrainConfig field they set.")
+    s.add_argument("--out", required=True, metavar="DIR", help="sweep directory (results.jsonl, sweep.json)")
+    s.add_argument("--grid", action="append", metavar="NAME=V1,V2,...",
+                   help="values of one field, e.g. learning_rate=1e-3,3e-3 or n_layer=2,4 (repeatable; with "
+                        "--trials, a random choice among them)")
+    s.add_argument("--log-uniform", action="append", metavar="NAME=LOW:HIGH",
+                   help="a range sampled on a log scale, e.g. learning_rate=1e-4:1e-2 (needs --trials)")
+    s.add_argument("--uniform", action="append", metavar="NAME=LOW:HIGH",
+                   help="a range sampled uniformly (integers for an integer field; needs --trials)")
+    s.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="change one field of the preset for every run, e.g. eval_iters=10 (repeatable)")
+    budget = s.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--tokens", type=_positive_int, help="training tokens per run (reproducible)")
+    budget.add_argument("--flops", type=_positive_float,
+                        help="compute per run: tokens = FLOPS / (6 x non-embedding parameters)")
+    budget.add_argument("--seconds", type=_positive_float, help="training time per run")
+    s.add_argument("--trials", type=_positive_int, metavar="N", help="random search: N runs")
+    s.add_argument("--method", choices=("grid", "random", "tpe"),
+                   help="grid (default), random (default with --trials) or tpe (Optuna's TPE sampler)")
+    s.add_argument("--preset", choices=[name for name in TRAIN_PRESETS if name in PRESETS],
+                   default=DEFAULT_PRESET, help="model + training recipe the points change (default: "
+                   "%(default)s)")
+    s.add_argument("--data", metavar="FILE", help="UTF-8 text file to train on (default: Tiny Shakespeare)")
+    s.add_argument("--eval-every", type=_positive_int, default=1, metavar="N",
+                   help="final val loss over every Nth window of the val split (default 1: all of it)")
+    s.add_argument("--prune", action="store_true",
+                   help="stop runs whose val estimates trail the earlier runs' median (Optuna MedianPruner)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random / TPE sampler (default 0)")
+    s.add_argument("--max-runs", type=_positive_int, metavar="N", help="train at most N new points and stop")
+    s.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's choice)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train, sample and evaluate GPTs on Tiny Shakespeare: "
                      "character-level by default, or with a BPE or word tokenizer.",
                      epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,generate,evaluate,sweep}",
+                                parser_class=_Parser)
     sub.required = True
     _train_parser(sub)
 
@@ -163,4 +204,5 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_positive_int, default=64, help="windows per batch")
     e.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps (default: %(default)s)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    _sweep_parser(sub)
     return parser
