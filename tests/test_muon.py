@@ -8,7 +8,7 @@ from torch import nn
 
 from shakespeare_lm.checkpoint import CheckpointError, read_meta
 from shakespeare_lm.model import BigramLanguageModel
-from shakespeare_lm.optim import MUON_LR, MuonAdamW, build_optimizer, muon_params
+from shakespeare_lm.optim import MUON_LR, Muon, MuonAdamW, _newton_schulz, build_optimizer, muon_params
 from shakespeare_lm.training import TrainConfig, get_lr, train
 
 
@@ -137,3 +137,29 @@ def test_bad_optimizer_settings_are_one_line_errors():
     c = TrainConfig(optimizer="muon", muon_lr=0.05)
     assert TrainConfig.from_dict(c.to_dict()) == c
     assert TrainConfig().optimizer == "adamw" and TrainConfig().muon_lr is None
+
+
+def test_cpu_muon_step_is_torch_muons_update_in_float32(monkeypatch):
+    torch.manual_seed(0)
+    shapes = [(8, 32), (8, 32), (64, 16), (16, 16)]  # two of one shape: the batched path
+    mine = [nn.Parameter(torch.randn(s) * 0.1) for s in shapes]
+    ref = [nn.Parameter(p.detach().clone()) for p in mine]
+    kw = dict(lr=0.05, weight_decay=0.1, momentum=0.9)
+    opt_mine, opt_ref = Muon(mine, **kw), torch.optim.Muon(ref, **kw)
+    # torch's own step, with its bfloat16 orthogonalisation swapped for a float32 one
+    monkeypatch.setattr(torch.optim._muon, "_zeropower_via_newtonschulz",
+                        lambda g, co, steps, eps: _newton_schulz(g.float()[None], co, steps, eps)[0])
+    for _ in range(3):
+        for params, opt in ((mine, opt_mine), (ref, opt_ref)):
+            for p in params:
+                p.grad = torch.sin(p.detach() * 7 + 1)  # the same gradient function for both
+            opt.step()
+    for a, b in zip(mine, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a, torch.zeros_like(a))
+    # and the float32 iteration is torch's bfloat16 one up to bfloat16 rounding
+    g = torch.randn(64, 16)
+    monkeypatch.undo()
+    want = torch.optim._muon._zeropower_via_newtonschulz(g, (3.4445, -4.775, 2.0315), 5, 1e-7).float()
+    got = _newton_schulz(g[None], (3.4445, -4.775, 2.0315), 5, 1e-7)[0]
+    assert (got - want).pow(2).mean().sqrt() < 0.1 * want.pow(2).mean().sqrt()
