@@ -178,8 +178,9 @@ def _train_point(params, m: GPTConfig, t: TrainConfig, budget: dict, train_data,
     val_loss, t1 = None, time.perf_counter()
     if status == "ok":
         val_loss = evaluate(model, val_data, t.block_size, every=eval_every).loss
-        if not math.isfinite(val_loss):
-            val_loss, status = None, "diverged"
+        start = history.records[0]["val_loss"] if history.records else math.inf
+        if not math.isfinite(val_loss) or val_loss > start:  # worse than the untrained model
+            val_loss, status = val_loss if math.isfinite(val_loss) else None, "diverged"
     last = history.records[-1] if history.records else {}
     finite = [v for v in history.iter_losses if math.isfinite(v)]
     return {
@@ -260,7 +261,8 @@ def sweep(
     """Train one GPT per point of `space`, each under the same budget, and return the table of results.
 
     space: {field: [values]} over any fields of GPTConfig and TrainConfig (block_size sets both), or
-      for method "random"/"tpe" also ranges: log_uniform(1e-4, 1e-2), uniform(0.0, 0.3).
+      for method "random"/"tpe" also ranges: log_uniform(1e-4, 1e-2), uniform(0.0, 0.3); or a list of
+      points, [{"n_layer": 1, "n_embd": 128}, {"n_layer": 4, "n_embd": 64}], trained as given.
     model_config, train_config: the base every point changes (a preset name gives both; default TRAIN_PRESETS
       of that name, else TrainConfig()). Every run starts from the same init (train_config.seed).
     tokens / flops / seconds: the budget of every run, exactly one: training tokens (reproducible), FLOPs
@@ -275,10 +277,11 @@ def sweep(
       estimates fall behind the earlier runs' at the same step; its row gets status "pruned".
     max_runs: train at most this many new points in this call.
 
-    Each row: params, status ("ok", "diverged": the loss became NaN/inf, or "pruned"), val_loss (None
-    unless ok), val_estimate / train_estimate (the last in-training estimates), n_params,
-    n_params_non_embedding, steps, tokens, seconds (training), eval_seconds, stop_reason, final_train_loss,
-    curve ([step, train estimate, val estimate] per estimate) and losses ([step, train loss], thinned).
+    Each row: params, status ("ok"; "diverged": the loss became NaN/inf, or ended above the untrained
+    model's step-0 estimate; "pruned"), val_loss (None if pruned or not finite), val_estimate and
+    train_estimate (the last in-training estimates), n_params, n_params_non_embedding, steps, tokens,
+    seconds (training), eval_seconds, stop_reason, final_train_loss, curve ([step, train estimate, val
+    estimate] per estimate) and losses ([step, train loss], thinned).
     """
     space = check_space(space, method)
     budget = _budget(tokens, flops, seconds)
@@ -328,6 +331,7 @@ def _sweep(space, points, method, n_trials, seed, out, budget, m0, t0, train_dat
     path = out / RESULTS_FILE if out is not None else None
     result = SweepResult(rows=_read_rows(path) if path is not None else [], out_dir=out)
     done = {canonical(r["params"]) for r in result.rows}
+    space = space if isinstance(space, dict) else {}  # a list of points: only the pruner uses the study
     dists = distributions(space)
     with _quiet_optuna():
         sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else None

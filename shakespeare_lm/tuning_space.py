@@ -96,13 +96,22 @@ def check_value(name: str, value: Any) -> None:
             raise ValueError(f"search space: {name} values must be {_type_name(hint)}, got {value!r}")
 
 
-def check_space(space: Any, method: str) -> dict[str, list | BaseDistribution]:
-    """The space with every name and value checked; each list becomes a list of distinct values."""
+def check_space(space: Any, method: str) -> dict[str, list | BaseDistribution] | list[dict]:
+    """The space with every name and value checked; each list becomes a list of distinct values.
+
+    A list of dicts is a list of points (e.g. model shapes that are not a product of two lists).
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if isinstance(space, list) and space and all(isinstance(p, dict) and p for p in space):
+        if method != "grid":
+            raise ValueError("a list of points is run as given: use method='grid'")
+        for point in space:
+            check_space({name: [value] for name, value in point.items()}, method)
+        return space
     if not isinstance(space, dict) or not space:
         raise ValueError("search space must be a non-empty dict {field: [values] or a range}, e.g. "
-                         "{'learning_rate': [1e-3, 3e-3]}")
+                         "{'learning_rate': [1e-3, 3e-3]}, or a list of points [{'n_layer': 2}, ...]")
     fields = config_fields()
     out: dict[str, list | BaseDistribution] = {}
     for name, values in space.items():
@@ -146,8 +155,10 @@ def configs_for(params: dict, model_config: GPTConfig, train_config: TrainConfig
     return m, t
 
 
-def grid_points(space: dict[str, list]) -> list[dict]:
-    """Every combination, the last field varying fastest."""
+def grid_points(space: dict[str, list] | list[dict]) -> list[dict]:
+    """Every combination, the last field varying fastest (a list of points: those points)."""
+    if isinstance(space, list):
+        return [dict(p) for p in space]
     names = list(space)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*space.values())]
 

@@ -121,6 +121,22 @@ def test_a_diverged_run_is_recorded_not_raised(tmp_path, base):
     assert rows_on_disk(tmp_path)[0]["status"] == "diverged"
 
 
+def test_a_run_that_ends_worse_than_it_started_is_diverged(base):
+    result = sweep({"learning_rate": [3e-3, 10.0]}, *base, tokens=TOKENS, progress=False)
+    ok, blown_up = result.rows
+    assert ok["status"] == "ok" and ok["val_loss"] < ok["curve"][0][2]
+    assert blown_up["status"] == "diverged" and blown_up["val_loss"] > blown_up["curve"][0][2]
+    assert result.best is ok
+
+
+def test_a_list_of_points_is_trained_as_given(base):
+    shapes = [{"n_layer": 2, "n_embd": 16}, {"n_layer": 1, "n_embd": 32, "n_head": 4}]
+    result = sweep(shapes, *base, tokens=TOKENS, progress=False)
+    assert [r["params"] for r in result] == shapes
+    assert result.rows[1]["n_params_non_embedding"] > result.rows[0]["n_params_non_embedding"]
+    assert "n_head" in result.table() and result.column("n_head") == [None, 4]
+
+
 def test_a_pruner_stops_a_run_that_falls_behind(base):
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     result = sweep({"learning_rate": [3e-3, 1e-6]}, *base, tokens=TOKENS, pruner=pruner, progress=False)
@@ -165,6 +181,8 @@ def test_non_embedding_parameters_leave_out_the_embedding_tables():
     ({"max_iters": [10]}, {}, "max_iters cannot be swept: the budget sets it"),
     ({"learning_rate": log_uniform(1e-4, 1e-2)}, {}, "a grid needs a list of values"),
     ({}, {}, "search space must be a non-empty dict"),
+    ([{"n_layer": 1}, {"n_layr": 2}], {}, "unknown field 'n_layr'"),
+    ([{"n_layer": 1}], {"method": "random", "n_trials": 2}, "a list of points is run as given"),
     ({"learning_rate": [1e-3]}, {"seconds": 5}, "exactly one budget"),
     ({"learning_rate": [1e-3]}, {"tokens": None}, "exactly one budget"),
     ({"learning_rate": [1e-3]}, {"tokens": -5}, "tokens= must be a positive number"),
