@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "BigramLanguageModel": "model", "Head": "model", "MultiHeadAttention": "model",
     "FeedForward": "model", "Block": "model", "GPT": "model", "GPTConfig": "model",
     "PRESETS": "model", "get_preset": "model",
+    "sinusoidal_table": "positional", "rope_angles": "positional", "apply_rope": "positional",
     # sampling
     "generate": "sampling", "sample_text": "sampling", "stream_text": "sampling",
     "top_k_filter": "sampling", "top_p_filter": "sampling",
@@ -31,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "train": "training", "TrainingDivergedError": "training", "TrainConfig": "train_config",
     "TRAIN_PRESETS": "train_config", "get_train_preset": "train_config", "History": "history",
     "TrainState": "history", "get_lr": "optim", "RunDirExistsError": "preflight",
-    "RunDirLockedError": "runlock",
+    "RunDirLockedError": "runlock", "sweep": "tuning", "SweepResult": "tuning",
     # evaluation
     "estimate_loss": "evaluation", "evaluate": "evaluation", "EvalResult": "evaluation",
     # checkpoints and the bundled model
