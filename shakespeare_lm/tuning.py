@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -29,6 +27,7 @@ from .model_config import GPTConfig, get_preset
 from .runlock import RunDirLockedError, RunLock
 from .train_config import TRAIN_PRESETS, TrainConfig
 from .training import TrainingDivergedError, train
+from .tuning_results import RESULTS_FILE, SweepResult, check_setup, read_rows, write_rows
 from .tuning_space import (
     canonical,
     check_space,
@@ -36,64 +35,14 @@ from .tuning_space import (
     distributions,
     from_optuna,
     grid_points,
+    log_uniform,
     random_points,
     to_optuna,
+    uniform,
 )
-from .utils import atomic_write
 
-RESULTS_FILE = "results.jsonl"
-SETUP_FILE = "sweep.json"
 TIME_BUDGET_MAX_ITERS = 10**7  # under seconds= the time, not this cap, ends a run
 MAX_LOSS_POINTS = 500  # per-step train losses kept per row (thinned evenly beyond this)
-
-
-@dataclass
-class SweepResult:
-    """The table of a sweep: one dict per run (see `sweep` for the keys), in the order they were recorded."""
-
-    rows: list[dict] = field(default_factory=list)
-    out_dir: Path | None = None
-    interrupted: bool = False  # Ctrl-C stopped the sweep; calling it again resumes
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[dict]:
-        return iter(self.rows)
-
-    @property
-    def ok(self) -> list[dict]:
-        """The runs that finished (not diverged, not pruned)."""
-        return [r for r in self.rows if r["status"] == "ok"]
-
-    @property
-    def best(self) -> dict | None:
-        """The finished run with the lowest val_loss (None if none finished)."""
-        return min(self.ok, key=lambda r: r["val_loss"], default=None)
-
-    def column(self, name: str) -> list:
-        """One value per row: a swept field (from row['params']) or a result key such as 'val_loss'."""
-        return [r["params"][name] if name in r["params"] else r.get(name) for r in self.rows]
-
-    def table(self, columns: Iterable[str] | None = None) -> str:
-        """A plain-text table of the swept fields and the main results, for printing."""
-        swept = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
-        columns = list(columns) if columns is not None else [
-            *swept, "n_params_non_embedding", "tokens", "seconds", "status", "val_loss"]
-        cells = [[_cell(v) for v in self.column(c)] for c in columns]
-        widths = [max([len(c), *map(len, col)]) for c, col in zip(columns, cells, strict=True)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-        lines += ["  ".join(col[i].rjust(w) for col, w in zip(cells, widths, strict=True))
-                  for i in range(len(self.rows))]
-        return "\n".join(lines)
-
-
-def _cell(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 else f"{v:.3g}"
-    if isinstance(v, int) and not isinstance(v, bool):
-        return f"{v:,}"
-    return "-" if v is None else str(v)
 
 
 def non_embedding_parameters(model: torch.nn.Module) -> int:
@@ -201,32 +150,6 @@ def _extremes(space) -> list[dict]:
             for v in ((values.low, values.high) if isinstance(values, BaseDistribution) else values)]
 
 
-def _read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise ValueError(f"{path}: line {n} is not JSON; fix or remove it to resume this sweep") from None
-    return rows
-
-
-def _check_setup(out_dir: Path, setup: dict) -> None:
-    path = out_dir / SETUP_FILE
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if canonical(saved) != canonical(json.loads(json.dumps(setup))):
-            differ = sorted(k for k in setup.keys() | saved.keys()
-                            if canonical(saved.get(k)) != canonical(json.loads(json.dumps(setup.get(k)))))
-            raise ValueError(f"{out_dir} holds a sweep with another setup ({', '.join(differ)} differ); "
-                             "resume it with the same settings or choose another out_dir")
-        return
-    with atomic_write(path) as f:
-        json.dump(setup, f, indent=2)
-
-
 def _as_trial(row: dict, space, dists) -> optuna.trial.FrozenTrial:
     """A recorded row as a finished Optuna trial, so TPE and the pruner learn from earlier runs."""
     params = to_optuna(space, row["params"])
@@ -315,7 +238,7 @@ def sweep(
         if lock is not None:
             lock.acquire()
         if out is not None:
-            _check_setup(out, setup)
+            check_setup(out, setup)
         return _sweep(space, points, method, n_trials, seed, out, budget, model_config, train_config,
                       train_data, val_data, eval_every, pruner, max_runs, list(callbacks), progress)
     except RunDirLockedError:
@@ -329,7 +252,7 @@ def sweep(
 def _sweep(space, points, method, n_trials, seed, out, budget, m0, t0, train_data, val_data, eval_every,
            pruner, max_runs, callbacks, progress) -> SweepResult:
     path = out / RESULTS_FILE if out is not None else None
-    result = SweepResult(rows=_read_rows(path) if path is not None else [], out_dir=out)
+    result = SweepResult(rows=read_rows(path) if path is not None else [], out_dir=out)
     done = {canonical(r["params"]) for r in result.rows}
     space = space if isinstance(space, dict) else {}  # a list of points: only the pruner uses the study
     dists = distributions(space)
@@ -357,8 +280,7 @@ def _sweep(space, points, method, n_trials, seed, out, budget, m0, t0, train_dat
                 study.tell(trial, row["val_loss"] if state == TrialState.COMPLETE else None, state=state)
                 result.rows.append(row)
                 if path is not None:
-                    with atomic_write(path) as f:
-                        f.writelines(json.dumps(r) + "\n" for r in result.rows)
+                    write_rows(path, result.rows)
                 trained, left = trained + 1, left - 1
                 bar.update(1)
                 best = result.best
@@ -373,4 +295,4 @@ def _sweep(space, points, method, n_trials, seed, out, budget, m0, t0, train_dat
     return result
 
 
-__all__ = ["SweepResult", "non_embedding_parameters", "sweep"]
+__all__ = ["RESULTS_FILE", "SweepResult", "log_uniform", "non_embedding_parameters", "sweep", "uniform"]
