@@ -1,27 +1,22 @@
-"""Wall-clock seconds from process start until the nanoGPT CPU-recipe model reaches val loss 1.89.
+"""Wall-clock seconds from process start until a 4-layer char GPT reaches full-split val loss 1.89.
 
-The model is fixed (4 layers, 4 heads, n_embd 128, block 64, dropout 0, nanoGPT's CPU recipe);
-batch size, learning rates, schedule, precision and eval cadence are ours. The val loss is checked
-honestly: the headline is the time at which the exact loss over the WHOLE val split (`evaluate`,
-111,540 tokens, ~1.3 s) first reads <= the target. To keep checks cheap, every --check-every steps
-from --check-from, every --subset-every'th window of that same evaluation (~28k tokens, ~0.35 s,
-an unbiased estimate: it read 0.0007-0.0009 below the full split near the target) is evaluated
-first, and the full split only when it is within --subset-margin, and at the last step.
+RECIPE_NOTES
 
-Recipe: batch 8; AdamW with betas (0.8, 0.99), weight decay 0.1, peak LR 4e-3 for the matrices and
-5x that (2e-2) for the tied token/position embeddings (TrainConfig.embedding_lr_mult), 30 warmup
-steps, then "wsd": the peak held, then a linear decay to 0 over the last 50% of 1,150 steps; fp32.
-Token budgets measured side by side (full-val loss after 600k tokens, two runs at a time, one
-thread each, seeds 1337 / 2 / 3): the previous recipe (lr 6e-3, betas (0.9, 0.99), no embedding
-multiplier) 1.925 / 1.965 / 1.991; this one 1.884 / 1.919 / 1.919. Beta1 0.8 alone: 1.891; the
-embedding multiplier alone: 1.907. Worse or no better: lr 8e-3 / 1e-2 (1.940 / 2.042), warmup 10 or
-no clipping (spikes, ~2.45), clip 0.5, beta2 0.95, a 40% / 60% / 70% decay, a 1-sqrt decay,
-10x/12x embedding LR. Batch 12 / 16 run ~5-8% more tokens/s but need more tokens for the same loss
-(this script, retuned LR: batch 12 read 1.900 after 599k tokens, batch 16 1.911 after 614k, batch 8
-1.889 after 589k). bf16 autocast is slower for a model this small.
-The same-recipe spread between seeds is ~0.03 nats at 600k tokens, so other seeds need more steps.
+The val loss is checked honestly: the headline is the time at which the exact loss over the WHOLE
+val split (`evaluate`, 111,540 tokens, ~1.3 s) first reads <= the target. To keep checks cheap,
+every --check-every steps from --check-from, every --subset-every'th window of that same evaluation
+(~28k tokens, ~0.35 s, an unbiased estimate) is evaluated first, and the full split only when it is
+within --subset-margin, and at the last step.
 
-    python benchmarks/train_speed.py
+--reference also runs the published nanoGPT CPU recipe (README, "I only have a macbook": nanogpt-cpu
+architecture, batch 12, block 64, AdamW lr 1e-3 -> 1e-4 cosine over 2,000 steps, 100 warmup, betas
+(0.9, 0.99), weight decay 0.1, grad clip 1.0, dropout 0) through the same train() and the same
+checks (subset every 50 steps from step 1,500, full split when the subset reads <= target), and
+prints reference / ours. --runs N alternates the variants N times, each run a fresh Python process
+timed from its launch (so every run pays the start-up), prints every run, then the medians.
+
+    flock /tmp/shakespeare_cpu.lock python benchmarks/train_speed.py --runs 5
+    flock /tmp/shakespeare_cpu.lock python benchmarks/train_speed.py --preset nanogpt-cpu ... --reference --runs 5
 """
 
 import time
@@ -29,25 +24,44 @@ import time
 T0 = time.time()  # before importing torch: the clock includes start-up
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 
 EVAL_BATCH = 32  # windows per eval forward: small batches stay in cache (val split ~1.3 s; 2 s at 256)
+LAUNCH_ENV = "TRAIN_SPEED_LAUNCHED_AT"  # a parent's time.time() just before it started this process
+REFERENCE = dict(  # nanoGPT README's CPU command with config/train_shakespeare_char.py
+    preset="nanogpt-cpu", optimizer="adamw", batch_size=12, learning_rate=1e-3, min_lr=1e-4,
+    lr_schedule="cosine", max_iters=2000, warmup_iters=100, beta1=0.9, beta2=0.99, weight_decay=0.1,
+    embedding_lr_mult=1.0, muon_lr=None, pos_encoding=None, activation=None, qk_norm=None, tie_weights=None,
+    check_from=1500, check_every=50, grad_clip=1.0,
+)
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--learning-rate", type=float, default=4e-3)
+    p.add_argument("--preset", default="cpu-small", help="a model.PRESETS name (nanogpt-cpu = nanoGPT's)")
+    p.add_argument("--pos-encoding", choices=["learned", "sinusoidal", "rope"], help="override the preset's")
+    p.add_argument("--activation", choices=["relu", "gelu", "relu2"], help="override the preset's")
+    p.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--optimizer", default="muon", choices=["adamw", "muon"])
+    p.add_argument("--muon-lr", type=float, default=0.02, help="peak LR of the Muon matrices")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=4e-3, help="peak AdamW LR")
     p.add_argument("--embedding-lr-mult", type=float, default=5.0, help="LR multiplier of the embeddings")
     p.add_argument("--beta1", type=float, default=0.8)
     p.add_argument("--beta2", type=float, default=0.99)
     p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--min-lr", type=float, default=0.0)
     p.add_argument("--warmup-iters", type=int, default=30)
-    p.add_argument("--max-iters", type=int, default=1150, help="length of the LR schedule")
+    p.add_argument("--max-iters", type=int, default=450, help="length of the LR schedule")
     p.add_argument("--lr-schedule", default="wsd", choices=["wsd", "cosine"])
     p.add_argument("--decay-fraction", type=float, default=0.5, help="wsd: share of steps in the decay")
-    p.add_argument("--check-from", type=int, default=1100, help="first step to evaluate at")
+    p.add_argument("--check-from", type=int, default=400, help="first step to evaluate at")
     p.add_argument("--check-every", type=int, default=10, help="steps between val checks")
     p.add_argument("--subset-every", type=int, default=4,
                    help="each check first evaluates every Nth window of the val split; 0 = full split only")
@@ -56,17 +70,50 @@ def main() -> None:
     p.add_argument("--target", type=float, default=1.89)
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=int, default=1337, help="model init and data order, the same for every run")
     p.add_argument("--data", help="any text file to train on (default: Tiny Shakespeare)")
-    args = p.parse_args()
+    p.add_argument("--reference", action="store_true", help="also run nanoGPT's CPU recipe; print the ratio")
+    p.add_argument("--runs", type=int, default=1, help="runs per variant, alternating, each a fresh process")
+    p.add_argument("--variant", choices=["ours", "reference"], help=argparse.SUPPRESS)  # one child run
+    return p.parse_args(argv)
 
+
+def variant_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The settings of args.variant: the reference run replaces the recipe and the model by nanoGPT's."""
+    return argparse.Namespace(**{**vars(args), **REFERENCE}) if args.variant == "reference" else args
+
+
+def model_overrides(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in ("pos_encoding", "activation", "qk_norm", "tie_weights")
+            if getattr(args, k) is not None}
+
+
+def make_config(args: argparse.Namespace):
+    """The TrainConfig of one run: train()'s own estimate is made negligible (the checks do the work)."""
+    from shakespeare_lm.training import TrainConfig
+
+    return TrainConfig(
+        batch_size=args.batch_size, block_size=64, max_iters=args.max_iters,
+        eval_interval=args.max_iters, eval_iters=1, eval_batch_size=1,
+        learning_rate=args.learning_rate, min_lr=args.min_lr, warmup_iters=args.warmup_iters,
+        lr_schedule=args.lr_schedule, decay_fraction=args.decay_fraction,
+        embedding_lr_mult=args.embedding_lr_mult, betas=(args.beta1, args.beta2),
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip or None, optimizer=args.optimizer,
+        muon_lr=args.muon_lr if args.optimizer == "muon" else None,
+        dtype=args.dtype, compile="off", device="cpu", seed=args.seed, progress=False,
+    )
+
+
+def run_one(args: argparse.Namespace, t0: float) -> dict:
+    """Train one variant in this process; print its progress and return its result."""
+    args = variant_args(args)
     import numpy as np
     import torch
 
     from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, load_text, train_val_split
     from shakespeare_lm.evaluation import evaluate
     from shakespeare_lm.precision import resolve_dtype
-    from shakespeare_lm.training import TrainConfig, train
+    from shakespeare_lm.training import train
 
     torch.set_num_threads(args.threads)
     text = load_text(args.data) if args.data else load_shakespeare(progress=False)
@@ -74,16 +121,9 @@ def main() -> None:
     # via numpy: torch.tensor() on a list of 1.1M ints takes ~0.3 s, np.array ~0.05 s
     train_data, val_data = train_val_split(torch.from_numpy(np.array(tok.encode(text))))
     torch.manual_seed(args.seed)
-    model = GPT(get_preset("cpu-small", vocab_size=tok.vocab_size, dropout=0.0))  # 4L/4H/128, block 64
-    config = TrainConfig(
-        batch_size=args.batch_size, block_size=64, max_iters=args.max_iters,
-        eval_interval=args.max_iters, eval_iters=1, eval_batch_size=1,  # train()'s own estimate: negligible
-        learning_rate=args.learning_rate, min_lr=args.min_lr, warmup_iters=args.warmup_iters,
-        lr_schedule=args.lr_schedule, decay_fraction=args.decay_fraction,
-        embedding_lr_mult=args.embedding_lr_mult, betas=(args.beta1, args.beta2),
-        weight_decay=args.weight_decay,
-        dtype=args.dtype, compile="off", device="cpu", seed=args.seed, progress=False,
-    )
+    overrides = model_overrides(args)
+    model = GPT(get_preset(args.preset, vocab_size=tok.vocab_size, dropout=0.0, **overrides))
+    config = make_config(args)
     dtype = resolve_dtype(args.dtype, torch.device("cpu"), model)
     result: dict = {}
     checks = []
@@ -96,11 +136,11 @@ def main() -> None:
             if args.subset_every:
                 sub = evaluate(state.model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype,
                                every=args.subset_every).loss
-                print(f"step {state.step}: val-subset loss {sub:.4f} at {time.time() - T0:.1f} s", flush=True)
+                print(f"step {state.step}: val-subset loss {sub:.4f} at {time.time() - t0:.1f} s", flush=True)
                 if sub > args.target + args.subset_margin and not last:
                     return
             r = evaluate(state.model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
-            now = time.time() - T0
+            now = time.time() - t0
             checks.append((state.step, r.loss, now))
             tps = state.step * args.batch_size * 64 / (time.time() - t_train)
             print(f"step {state.step}: full val loss {r.loss:.4f} at {now:.1f} s "
@@ -114,20 +154,71 @@ def main() -> None:
     train_s = time.time() - t_train
     steps = len(history.iter_losses)
     tokens = steps * args.batch_size * 64
-    final = evaluate(model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
-    print(f"config: batch {args.batch_size}, lr {args.learning_rate:g} -> {args.min_lr:g} {args.lr_schedule} "
-          f"(decay fraction {args.decay_fraction:g}) over {args.max_iters} steps, warmup "
-          f"{args.warmup_iters}, embeddings x{args.embedding_lr_mult:g}, betas ({args.beta1:g}, "
-          f"{args.beta2:g}), weight decay {args.weight_decay:g}, dtype {dtype}, threads {args.threads}, "
+    shape = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    optimizer = (f"Muon (peak {args.muon_lr:g}) + AdamW" if args.optimizer == "muon" else "AdamW")
+    print(f"{args.variant or 'ours'}: {args.preset}{f' ({shape})' if shape else ''}, "
+          f"{model.num_parameters(non_embedding=False):,} parameters; {optimizer}, batch {args.batch_size}, "
+          f"lr {args.learning_rate:g} -> {args.min_lr:g} {args.lr_schedule} (decay fraction "
+          f"{args.decay_fraction:g}) over {args.max_iters} steps, warmup {args.warmup_iters}, embeddings "
+          f"x{args.embedding_lr_mult:g}, betas ({args.beta1:g}, {args.beta2:g}), weight decay "
+          f"{args.weight_decay:g}, grad clip {args.grad_clip:g}, dtype {dtype}, threads {args.threads}, "
           f"seed {args.seed}")
     print(f"trained {steps} steps ({tokens:,} tokens) in {train_s:.1f} s including checks: "
           f"{tokens / train_s:,.0f} tokens/s")
-    print(f"final full-val loss {final.loss:.4f} ({final.bits_per_char:.4f} bits/char) at step {steps}")
-    if result:
-        print(f"seconds to val {args.target}: {result['seconds']:.1f}")
-    else:
-        print(f"never reached val {args.target} (best full-val check "
-              f"{min((c[1] for c in checks), default=float('nan')):.4f})")
+    if not result:
+        final = evaluate(model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
+        best = min([c[1] for c in checks] + [final.loss])
+        print(f"final full-val loss {final.loss:.4f} at step {steps}")
+        print(f"never reached val {args.target} (best full-val check {best:.4f})")
+        return {"seconds": None, "best": best, "end_seconds": time.time() - t0}
+    print(f"seconds to val {args.target}: {result['seconds']:.1f}")
+    return result
+
+
+def run_child(variant: str) -> dict:
+    """Run one variant in a fresh Python process, timed from just before its launch."""
+    argv = [a for a in sys.argv[1:] if a not in ("--reference",)]
+    if "--runs" in argv:
+        i = argv.index("--runs")
+        del argv[i:i + 2]
+    argv = [a for a in argv if not a.startswith("--runs=")]
+    env = {**os.environ, LAUNCH_ENV: repr(time.time())}
+    proc = subprocess.run([sys.executable, __file__, *argv, "--variant", variant], env=env, text=True,
+                          capture_output=True)
+    if proc.returncode != 0:
+        sys.exit(f"the {variant} run failed:\n{proc.stderr.strip()}")
+    lines = proc.stdout.strip().splitlines()
+    print("\n".join(f"  {line}" for line in lines[:-1]), flush=True)
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def main() -> None:
+    args = parse_args()
+    if args.variant:  # a child: time from the parent's launch, report one JSON line last
+        result = run_one(args, float(os.environ.get(LAUNCH_ENV, T0)))
+        print("RESULT " + json.dumps(result))
+        return
+    if args.runs == 1 and not args.reference:
+        run_one(args, T0)
+        return
+    variants = ["ours", "reference"] if args.reference else ["ours"]
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    print(f"seed {args.seed} for every run; {args.runs} run(s) per variant, alternating, each a fresh "
+          "process", flush=True)
+    for i in range(args.runs):
+        for v in variants:
+            r = run_child(v)
+            s = r["seconds"] if r["seconds"] is not None else float("inf")
+            seconds[v].append(s)
+            shown = f"{s:.1f} s" if r["seconds"] is not None else (
+                f"not reached (best {r['best']:.4f}; ran {r['end_seconds']:.1f} s)")
+            print(f"run {i + 1} {v}: {shown}", flush=True)
+    for v in variants:
+        print(f"{v}: runs {', '.join(f'{s:.1f}' for s in seconds[v])} s; median "
+              f"{statistics.median(seconds[v]):.1f} s")
+    if args.reference:
+        ratio = statistics.median(seconds["reference"]) / statistics.median(seconds["ours"])
+        print(f"reference / ours (ratio of medians): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -36,10 +37,38 @@ def test_train_speed_reports_seconds_to_target(corpus_file):
 
 
 def test_train_speed_says_when_the_target_is_missed(corpus_file):
-    lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "3",
-                          "--warmup-iters", "1", "--check-from", "3", "--target", "0.01", "--threads", "1")
+    lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "3", "--batch-size",
+                          "8", "--warmup-iters", "1", "--check-from", "3", "--target", "0.01",
+                          "--threads", "1", "--optimizer", "adamw", "--preset", "nanogpt-cpu",
+                          "--pos-encoding", "rope")
     assert re.fullmatch(r"never reached val 0\.01 \(best full-val check \d+\.\d{4}\)", lines[-1])
     assert any(line.startswith("trained 3 steps (1,536 tokens)") for line in lines)
+    assert any(line.startswith("ours: nanogpt-cpu (pos_encoding=rope), ") and "AdamW, batch 8" in line
+               and "seed 1337" in line for line in lines)
+
+
+def test_train_speed_runs_each_variant_in_a_fresh_process(corpus_file):
+    lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "2", "--warmup-iters",
+                          "1", "--check-from", "2", "--target", "10", "--threads", "1", "--runs", "2")
+    assert lines[0].startswith("seed 1337 for every run; 2 run(s) per variant")
+    runs = [float(m.group(1)) for line in lines if (m := re.fullmatch(r"run \d ours: (\d+\.\d) s", line))]
+    assert len(runs) == 2 and all(r > 0.5 for r in runs)  # each includes a Python start-up with torch
+    assert re.fullmatch(r"ours: runs \d+\.\d, \d+\.\d s; median \d+\.\d s", lines[-1])
+
+
+def test_train_speed_reference_is_nanogpts_cpu_recipe():
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench.variant_args(bench.parse_args(["--variant", "reference", "--activation", "relu2"]))
+    c = bench.make_config(args)
+    assert (c.batch_size, c.block_size, c.max_iters, c.decay_iters) == (12, 64, 2000, 2000)
+    assert (c.warmup_iters, c.learning_rate, c.final_lr, c.lr_schedule) == (100, 1e-3, 1e-4, "cosine")
+    assert (c.optimizer, c.betas, c.weight_decay, c.grad_clip) == ("adamw", (0.9, 0.99), 0.1, 1.0)
+    assert (c.embedding_lr_mult, c.seed) == (1.0, 1337)
+    assert args.preset == "nanogpt-cpu" and bench.model_overrides(args) == {}  # no model override leaks in
+    ours = bench.parse_args([])
+    assert bench.variant_args(ours) is ours and bench.make_config(ours).seed == c.seed
 
 
 def test_generation_speed_reports_speedup():
