@@ -164,6 +164,13 @@ def test_flops_budget_gives_smaller_models_more_tokens(base):
         assert abs(row["tokens"] - expected) <= 32 / 2  # rounded to whole steps of 32 tokens
 
 
+def test_a_time_budget_ends_each_run_when_its_seconds_are_spent(base):
+    result = sweep({"learning_rate": [3e-3]}, *base, seconds=0.5, progress=False)
+    row = result.rows[0]
+    assert row["status"] == "ok" and row["stop_reason"] == "max_time"
+    assert row["steps"] >= 1 and row["tokens"] == row["steps"] * 32 and row["seconds"] < 5
+
+
 def test_non_embedding_parameters_leave_out_the_embedding_tables():
     model = GPT(GPTConfig(vocab_size=65, block_size=8, n_layer=2, n_head=2, n_embd=16))
     total = sum(p.numel() for p in model.parameters())  # the tied lm_head is counted once
