@@ -66,9 +66,13 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe():
     assert (c.warmup_iters, c.learning_rate, c.final_lr, c.lr_schedule) == (100, 1e-3, 1e-4, "cosine")
     assert (c.optimizer, c.betas, c.weight_decay, c.grad_clip) == ("adamw", (0.9, 0.99), 0.1, 1.0)
     assert (c.embedding_lr_mult, c.seed) == (1.0, 1337)
-    assert args.preset == "nanogpt-cpu" and bench.model_overrides(args) == {}  # no model override leaks in
+    assert bench.model_preset(args) == ("nanogpt-cpu", {})  # no model override of ours leaks in
     ours = bench.parse_args([])
     assert bench.variant_args(ours) is ours and bench.make_config(ours).seed == c.seed
+    modern = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights=False)
+    assert bench.model_preset(ours) == ("cpu-small", modern)
+    assert bench.model_preset(bench.parse_args(["--preset", "nanogpt-cpu", "--qk-norm"])) == (
+        "nanogpt-cpu", {"qk_norm": True})
 
 
 def test_generation_speed_reports_speedup():
