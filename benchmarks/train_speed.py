@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--check-every", type=int, default=10, help="steps between val checks")
     p.add_argument("--subset-every", type=int, default=4,
                    help="each check first evaluates every Nth window of the val split; 0 = full split only")
-    p.add_argument("--subset-margin", type=float, default=0.0,
+    p.add_argument("--subset-margin", type=float, default=0.01,
                    help="run the full-val check when the subset estimate is <= target + this")
     p.add_argument("--target", type=float, default=1.89)
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16"])
