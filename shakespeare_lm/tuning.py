@@ -8,11 +8,10 @@ interrupted and called again trains only the points it has not recorded.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import optuna
@@ -36,6 +35,7 @@ from .tuning_space import (
     from_optuna,
     grid_points,
     log_uniform,
+    quiet_optuna,
     random_points,
     to_optuna,
     uniform,
@@ -53,17 +53,6 @@ def non_embedding_parameters(model: torch.nn.Module) -> int:
         skip |= {id(p) for p in head.parameters()}
     unique = {id(p): p for p in model.parameters()}
     return sum(p.numel() for i, p in unique.items() if i not in skip)
-
-
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Optuna logs a line per trial at INFO; a sweep has its own bar, so only warnings show meanwhile."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(level)
 
 
 class _Watcher:
@@ -256,7 +245,7 @@ def _sweep(space, points, method, n_trials, seed, out, budget, m0, t0, train_dat
     done = {canonical(r["params"]) for r in result.rows}
     space = space if isinstance(space, dict) else {}  # a list of points: only the pruner uses the study
     dists = distributions(space)
-    with _quiet_optuna():
+    with quiet_optuna():
         sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else None
         study = optuna.create_study(direction="minimize", sampler=sampler,
                                     pruner=pruner or optuna.pruners.NopPruner())

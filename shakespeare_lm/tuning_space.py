@@ -7,12 +7,14 @@ generically with dataclasses.fields, so a field added to a config later works wi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import math
 import types
 import typing
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -194,11 +196,23 @@ def to_optuna(space: dict[str, list | BaseDistribution], params: dict) -> dict |
     return out if set(params) == set(space) else None
 
 
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna logs a line per trial at INFO; a sweep has its own bar, so only warnings show meanwhile."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
+
+
 def random_points(space: dict[str, list | BaseDistribution], n: int, seed: int) -> list[dict]:
     """n points drawn by Optuna's RandomSampler: the same points for the same space and seed."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    dists = distributions(space)
-    return [from_optuna(space, study.ask(dists).params) for _ in range(n)]
+    with quiet_optuna():
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        dists = distributions(space)
+        return [from_optuna(space, study.ask(dists).params) for _ in range(n)]
 
 
 def canonical(value: Any) -> str:
@@ -233,4 +247,4 @@ def parse_value(name: str, text: str) -> Any:
 
 
 __all__ = ["METHODS", "SET_BY_SWEEP", "check_space", "configs_for", "grid_points", "log_uniform",
-           "parse_value", "random_points", "uniform"]
+           "parse_value", "quiet_optuna", "random_points", "uniform"]

@@ -155,6 +155,12 @@ def test_random_and_tpe_search_draw_from_the_ranges(base):
         assert set(result.column("n_embd")) <= {16, 32}
 
 
+def test_a_sweep_prints_no_optuna_log_lines(base, capfd):
+    sweep({"learning_rate": log_uniform(1e-4, 1e-2)}, *base, tokens=TOKENS, method="random", n_trials=1,
+          progress=False)
+    assert "study" not in capfd.readouterr().err  # Optuna logs "A new study created ..." at INFO
+
+
 def test_flops_budget_gives_smaller_models_more_tokens(base):
     result = sweep({"n_embd": [16, 32]}, *base, flops=6 * 20_000 * TOKENS, progress=False)
     small, large = result.rows
