@@ -25,14 +25,17 @@ _EXPORTS: dict[str, str] = {
     "FeedForward": "model", "Block": "model", "GPT": "model", "GPTConfig": "model",
     "PRESETS": "model", "get_preset": "model",
     "sinusoidal_table": "positional", "rope_angles": "positional", "apply_rope": "positional",
+    "Rotary": "positional",
     # sampling
     "generate": "sampling", "sample_text": "sampling", "stream_text": "sampling",
     "top_k_filter": "sampling", "top_p_filter": "sampling",
     # training
     "train": "training", "TrainingDivergedError": "training", "TrainConfig": "train_config",
     "TRAIN_PRESETS": "train_config", "get_train_preset": "train_config", "History": "history",
-    "TrainState": "history", "get_lr": "optim", "RunDirExistsError": "preflight",
+    "TrainState": "history", "get_lr": "optim", "Muon": "optim", "muon_params": "optim",
+    "OPTIMIZERS": "train_config", "RunDirExistsError": "preflight",
     "RunDirLockedError": "runlock", "sweep": "tuning", "SweepResult": "tuning",
+    "log_uniform": "tuning_space", "uniform": "tuning_space",
     # evaluation
     "estimate_loss": "evaluation", "evaluate": "evaluation", "EvalResult": "evaluation",
     # checkpoints and the bundled model
