@@ -30,6 +30,14 @@ from .tokenizer import TOKENIZERS, CharTokenizer, tokenizer_from_dict
 from .training import TRAIN_PRESETS, TrainConfig, TrainingDivergedError, get_train_preset, train
 from .utils import pick_device
 
+MODEL_OPTIONS = ("pos_encoding", "activation", "qk_norm", "untied", "attn_bias")  # train's model flags
+
+
+def _model_options(args) -> dict:
+    """GPTConfig fields set by train's model flags (None where a flag was not given)."""
+    return {"pos_encoding": args.pos_encoding, "activation": args.activation, "qk_norm": args.qk_norm,
+            "tie_weights": None if args.untied is None else False, "attn_bias": args.attn_bias}
+
 
 class CLIError(Exception):
     """A user-facing problem: printed as one `error:` line, exit status 2."""
@@ -142,6 +150,10 @@ def cmd_train(args) -> int:
             raise CLIError(f"{out} was trained with --preset {saved_preset}, not {args.preset}; "
                            "drop --preset to resume it")
         preset = saved_preset or args.preset or "saved run"
+        given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise CLIError(f"{' '.join(given)} changes the model, and a resumed run keeps the checkpoint's; "
+                           "drop it to resume, or start a new run in another --out")
         tokenizer = _saved_tokenizer(saved, args, out)
         max_iters = args.max_iters or (saved.get("train_config") or {}).get("max_iters")
         if max_iters is not None and saved["step"] >= max_iters:
@@ -163,15 +175,17 @@ def cmd_train(args) -> int:
             overrides["block_size"] = args.block_size
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
+        overrides.update({name: value for name, value in _model_options(args).items() if value is not None})
         torch.manual_seed(args.seed if args.seed is not None else base["seed"])  # model init
         model = build_model("GPT", dataclasses.asdict(get_preset(preset, tokenizer=tokenizer, **overrides)))
     cli = {"max_iters": args.max_iters, "max_time": args.max_time, "batch_size": args.batch_size,
            "block_size": args.block_size, "learning_rate": args.learning_rate, "min_lr": args.min_lr,
            "lr_schedule": args.lr_schedule, "warmup_iters": args.warmup_iters,
            "grad_accum_steps": args.grad_accum_steps, "betas": args.betas,
-           "embedding_lr_mult": args.embedding_lr_mult, "eval_interval": args.eval_interval,
-           "eval_iters": args.eval_iters, "seed": args.seed, "device": args.device, "dtype": args.dtype,
-           "compile": args.compile, "checkpoint": args.checkpoint, "patience": args.patience}
+           "embedding_lr_mult": args.embedding_lr_mult, "optimizer": args.optimizer, "muon_lr": args.muon_lr,
+           "eval_interval": args.eval_interval, "eval_iters": args.eval_iters, "seed": args.seed,
+           "device": args.device, "dtype": args.dtype, "compile": args.compile, "checkpoint": args.checkpoint,
+           "patience": args.patience}
     base.update({k: v for k, v in cli.items() if v is not None})
     base.update(out_dir=str(out), progress=not args.no_progress)
     config = TrainConfig.from_dict(base)

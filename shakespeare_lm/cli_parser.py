@@ -11,9 +11,10 @@ import math
 
 from .bundled import PRETRAINED_MODELS
 from .model import PRESETS
+from .model_config import ACTIVATIONS, POS_ENCODINGS
 from .precision import DTYPES
 from .tokenizer import TOKENIZERS
-from .train_config import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
+from .train_config import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, OPTIMIZERS, TRAIN_PRESETS
 from .utils import check_positive_int
 
 PROG = "shakespeare-lm"
@@ -101,6 +102,10 @@ def _train_parser(sub) -> None:
     t.add_argument("--warmup-iters", type=int, help="linear warmup steps")
     t.add_argument("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"),
                    help="AdamW betas, e.g. 0.8 0.99")
+    t.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adamw (default), or muon: Muon on the blocks' weight matrices, AdamW on the rest")
+    t.add_argument("--muon-lr", type=_positive_float, metavar="LR",
+                   help="--optimizer muon: peak LR of the Muon matrices (default 0.02)")
     t.add_argument("--embedding-lr-mult", type=_positive_float, metavar="X",
                    help="learning-rate multiplier for the embeddings (and the lm_head tied to them)")
     t.add_argument("--grad-accum-steps", type=_positive_int, help="micro-batches per optimizer step")
@@ -119,6 +124,16 @@ def _train_parser(sub) -> None:
     t.add_argument("--final-eval", action="store_true",
                    help="after training, report the loss over the whole val split")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m = t.add_argument_group("model options of notebook 10 (a new run; a resumed run keeps its own)")
+    m.add_argument("--pos-encoding", choices=POS_ENCODINGS,
+                   help="positions: a learned table (default), the 2017 sinusoidal table, or rotary (rope)")
+    m.add_argument("--activation", choices=ACTIVATIONS,
+                   help="feed-forward: relu (the lecture), gelu (GPT-2) or relu2 (default: the preset's)")
+    m.add_argument("--qk-norm", action="store_true", default=None, help="RMS-normalise queries and keys")
+    m.add_argument("--untied", action="store_true", default=None,
+                   help="give lm_head its own weights instead of the token embedding's")
+    m.add_argument("--attn-bias", action="store_true", default=None,
+                   help="biases in the query/key/value projections")
 
 
 def _model_source(p) -> None:

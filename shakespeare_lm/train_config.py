@@ -184,6 +184,10 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "cpu-small": TrainConfig(batch_size=32, block_size=64, max_iters=2000, eval_interval=250,
                              eval_iters=20, eval_batch_size=64, learning_rate=2e-3, min_lr=2e-4,
                              warmup_iters=50, dtype="float32"),
+    # nanoGPT's CPU command (README "I only have a macbook"): the reference of benchmarks/train_speed.py
+    "nanogpt-cpu": TrainConfig(batch_size=12, block_size=64, max_iters=2000, eval_interval=250,
+                               eval_iters=20, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,
+                               lr_decay_iters=2000, betas=(0.9, 0.99), weight_decay=0.1, dtype="float32"),
     # nanoGPT config/train_shakespeare_char.py
     "baby-gpt": TrainConfig(batch_size=64, block_size=256, max_iters=5000, eval_interval=250,
                             eval_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100,

@@ -14,8 +14,10 @@ from shakespeare_lm.__main__ import main
 from shakespeare_lm.bundled import PRETRAINED_MODELS
 from shakespeare_lm.checkpoint import read_meta
 from shakespeare_lm.model import PRESETS
+from shakespeare_lm.model_config import ACTIVATIONS, POS_ENCODINGS
 from shakespeare_lm.precision import DTYPES
 from shakespeare_lm.tokenizer import TOKENIZERS
+from shakespeare_lm.train_config import OPTIMIZERS
 from shakespeare_lm.training import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
 
 
@@ -111,12 +113,50 @@ def test_train_optimizer_options_reach_the_config(tmp_path, corpus_file):
     assert saved["lr_schedule"] == "wsd"
 
 
+def test_model_options_and_muon_reach_the_checkpoint(tmp_path, corpus_file, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file), "--no-progress",
+            "--device", "cpu"]
+    assert main([*args, "--max-iters", "2", "--pos-encoding", "rope", "--activation", "relu2", "--qk-norm",
+                 "--untied", "--attn-bias", "--optimizer", "muon", "--muon-lr", "0.01"]) == 0
+    meta = read_meta(run)
+    model = meta["model"]["config"]
+    assert (model["pos_encoding"], model["activation"], model["qk_norm"]) == ("rope", "relu2", True)
+    assert model["tie_weights"] is False and model["attn_bias"] is True
+    assert (meta["train_config"]["optimizer"], meta["train_config"]["muon_lr"]) == ("muon", 0.01)
+    capsys.readouterr()
+
+    before = (run / "checkpoint" / "model.safetensors").read_bytes()
+    assert main([*args, "--resume", "--max-iters", "4", "--activation", "gelu"]) == 2  # a model change
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--activation" in err and "resumed run keeps" in err, err
+    assert (run / "checkpoint" / "model.safetensors").read_bytes() == before  # nothing touched
+    assert main([*args, "--resume", "--max-iters", "4"]) == 0  # the model options come from the checkpoint
+    assert read_meta(run)["step"] == 4 and read_meta(run)["model"]["config"]["pos_encoding"] == "rope"
+
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "r2"), "--data", str(corpus_file),
+                 "--max-iters", "2", "--muon-lr", "0.01", "--no-progress"]) == 2  # AdamW has no Muon LR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "muon_lr" in err, err
+
+
+def test_nanogpt_cpu_training_preset_is_nanogpts_cpu_recipe():
+    t = TRAIN_PRESETS["nanogpt-cpu"]
+    assert (t.batch_size, t.block_size, t.max_iters, t.warmup_iters) == (12, 64, 2000, 100)
+    assert (t.learning_rate, t.min_lr, t.lr_schedule, t.betas, t.weight_decay) == (1e-3, 1e-4, "cosine",
+                                                                                   (0.9, 0.99), 0.1)
+    m = PRESETS["nanogpt-cpu"]
+    assert (m.n_layer, m.n_head, m.n_embd, m.block_size) == (4, 4, 128, 64)
+    assert (m.activation, m.bias, m.attn_bias, m.pos_encoding) == ("gelu", True, True, "learned")
+
+
 def test_choices_are_the_modules_own_tables():
     train = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["train"]
     choices = {a.dest: a.choices for a in train._actions if a.choices}
     assert choices == {"preset": [n for n in TRAIN_PRESETS if n in PRESETS], "lr_schedule": LR_SCHEDULES,
                        "dtype": DTYPES, "compile": COMPILE_MODES, "checkpoint": CHECKPOINT_MODES,
-                       "tokenizer": list(TOKENIZERS)}
+                       "tokenizer": list(TOKENIZERS), "optimizer": OPTIMIZERS, "pos_encoding": POS_ENCODINGS,
+                       "activation": ACTIVATIONS}
     for command in ("generate", "evaluate"):
         sub = next(a for a in cli.build_parser()._actions if a.dest == "command").choices[command]
         assert next(a for a in sub._actions if a.dest == "pretrained").choices == list(PRETRAINED_MODELS)
