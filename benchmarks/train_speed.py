@@ -24,15 +24,18 @@ of a batch-16 step, so larger batches amortise it but need more tokens (above); 
 torch.optim.Muon orthogonalises in bfloat16, which this CPU emulates: ~1.1-1.6 s a step, so the
 package's Muon (optim.Muon) runs the same iteration in float32 (~0.03-0.05 s).
 
-Measured (2026-11-23, this 2-core machine, shared with other jobs that did not take the lock, so
---threads 1: two threads under that load ran one nanogpt-cpu run past 5 minutes). cpu-modern,
-`--threads 1 --runs 5` (load average 3.1-3.9): 99.6, 94.5, 89.5, 104.0, 82.4 s, median 94.5 s
-(run 5: 57.6 s of CPU time). nanogpt-cpu recipe vs the reference, `--threads 1 --preset nanogpt-cpu
---max-iters 360 --muon-lr 0.02 --check-from 320 --reference --runs 5`, stopped after 3 + 2 runs
-(load 1.4-3.1): ours 90.3, 121.0, 72.4 s (CPU 74.7, 79.9, 72.1 s), reaching 1.8775 at step 340;
-the reference never read <= 1.89 on the full split (best 1.8918 at step 1,950, 1.8928 at 2,000),
-its 2,000 steps ending at 345.6 and 311.1 s, so reference / ours >= 328 / 90.3 = 3.6x (medians of the
-runs made). None of the timing targets (<= 20 s, <= 30 s) is met on this loaded machine.
+Measured (2026-12-07, this 2-core machine idle, default threads = 2). cpu-modern, `--runs 5`: 42.3,
+43.5, 42.7, 32.8, 33.6 s, median 42.3 s. Alternating with the previous AdamW recipe (`--preset
+cpu-small --optimizer adamw --batch-size 8 --warmup-iters 30 --max-iters 1150 --decay-fraction 0.5
+--check-from 1100 --subset-margin 0`, 563k tokens), 5 pairs of whole processes: 36.8, 43.2, 33.7,
+42.4, 38.0 s against 69.9, 59.6, 60.8, 59.7, 63.4 s; median paired ratio 0.60 (1.66x faster).
+nanogpt-cpu vs the reference (second command below): ours 47.7, 53.3, 51.7, 57.4, 58.2 s (median
+53.3 s, 1.8775 at step 340); the reference never read <= 1.89 on the full split (1.8918 at step
+1,950, 1.8928 at 2,000) and ran 173.1, 169.0, 177.2, 169.6, 186.7 s, so reference / ours >= 3.25x.
+Earlier (2026-11-23, loaded machine, --threads 1): cpu-modern 99.6, 94.5, 89.5, 104.0, 82.4 s;
+nanogpt-cpu 90.3, 121.0, 72.4 s against the reference's 345.6 and 311.1 s (>= 3.6x). The targets
+(<= 20 s; <= 30 s and >= 3.5x for nanoGPT's architecture) are not met: at ~6-8k tokens/s on this
+CPU both recipes need fewer tokens.
 
 The val loss is checked honestly: the headline is the time at which the exact loss over the WHOLE
 val split (`evaluate`, 111,540 tokens, ~1.3 s) first reads <= the target. To keep checks cheap,
