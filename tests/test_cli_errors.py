@@ -102,7 +102,10 @@ def test_a_second_training_into_the_same_out_is_refused_and_ctrl_c_reports_the_r
     first = subprocess.Popen(
         [sys.executable, "-m", "shakespeare_lm", "train", "--preset", "tiny", "--out", run, "--data", corpus,
          "--max-iters", "1000000", "--eval-interval", "1000000", "--no-progress", "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        # as typed at a terminal: a background job (`cmd &` in a script) inherits SIGINT ignored, and
+        # Python then never raises KeyboardInterrupt, so the child would not see the Ctrl-C below
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (run / "checkpoint" / "meta.json").exists():  # the step-0 evaluation was saved
