@@ -8,8 +8,10 @@ The arguments are declared in cli_parser.py; the sweep command is in cli_sweep.p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -299,6 +301,10 @@ def run(argv: list[str] | None = None) -> int:
     except TrainingDivergedError as e:
         print(f"{PROG} {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`generate ... | head`): stop quietly, as Unix tools do
+        with contextlib.suppress(OSError, ValueError):  # give the interpreter's final flush somewhere to go
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
     except (CLIError, CheckpointError, DownloadError, RunDirLockedError, ValueError, OSError) as e:
         print(f"{PROG} {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2

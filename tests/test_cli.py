@@ -194,3 +194,16 @@ def test_help_explains_options(capsys):
     out = capsys.readouterr().out
     assert "--tokenizer bpe --vocab-size 512" in out and "evaluate --pretrained cpu-small" in out
     assert "bits per character" in out
+
+
+@pytest.mark.slow
+def test_generate_into_a_closed_pipe_stops_quietly():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "shakespeare_lm", "generate", "--pretrained", "cpu-small",
+                             "--max-new-tokens", "5000", "--stream", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert len(proc.stdout.read(20)) == 20  # like `| head -c 20`: read a little, then hang up
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""  # no "Broken pipe" error, no traceback
