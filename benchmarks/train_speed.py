@@ -73,12 +73,6 @@ EVAL_BATCH = 32  # windows per eval forward: small batches stay in cache (val sp
 ARCHS = {"cpu-modern": ("cpu-small", dict(pos_encoding="rope", activation="relu2", qk_norm=True,
                                           tie_weights=False))}
 LAUNCH_ENV = "TRAIN_SPEED_LAUNCHED_AT"  # a parent's time.time() just before it started this process
-REFERENCE = dict(  # nanoGPT README's CPU command with config/train_shakespeare_char.py
-    preset="nanogpt-cpu", optimizer="adamw", batch_size=12, learning_rate=1e-3, min_lr=1e-4,
-    lr_schedule="cosine", max_iters=2000, warmup_iters=100, beta1=0.9, beta2=0.99, weight_decay=0.1,
-    embedding_lr_mult=1.0, muon_lr=None, pos_encoding=None, activation=None, qk_norm=None, tie_weights=None,
-    check_from=1500, check_every=50, grad_clip=1.0,
-)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -120,9 +114,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def reference_settings() -> dict:
+    """nanoGPT's CPU recipe as this script's options: the package's nanogpt-cpu presets (model and
+    training: nanoGPT README's CPU command with config/train_shakespeare_char.py), no model override."""
+    from shakespeare_lm.train_config import TRAIN_PRESETS
+
+    t = TRAIN_PRESETS["nanogpt-cpu"]
+    return dict(
+        preset="nanogpt-cpu", optimizer=t.optimizer, batch_size=t.batch_size, learning_rate=t.learning_rate,
+        min_lr=t.min_lr, lr_schedule=t.lr_schedule, max_iters=t.max_iters, warmup_iters=t.warmup_iters,
+        beta1=t.betas[0], beta2=t.betas[1], weight_decay=t.weight_decay,
+        embedding_lr_mult=t.embedding_lr_mult, grad_clip=t.grad_clip, muon_lr=None, pos_encoding=None,
+        activation=None, qk_norm=None, tie_weights=None, check_from=1500, check_every=50,
+    )
+
+
 def variant_args(args: argparse.Namespace) -> argparse.Namespace:
     """The settings of args.variant: the reference run replaces the recipe and the model by nanoGPT's."""
-    return argparse.Namespace(**{**vars(args), **REFERENCE}) if args.variant == "reference" else args
+    if args.variant != "reference":
+        return args
+    return argparse.Namespace(**{**vars(args), **reference_settings()})
 
 
 def model_preset(args: argparse.Namespace) -> tuple[str, dict]:

@@ -32,13 +32,15 @@ from .tokenizer import TOKENIZERS, CharTokenizer, tokenizer_from_dict
 from .training import TRAIN_PRESETS, TrainConfig, TrainingDivergedError, get_train_preset, train
 from .utils import pick_device
 
-MODEL_OPTIONS = ("pos_encoding", "activation", "qk_norm", "untied", "attn_bias")  # train's model flags
+# train's model flags -> the GPTConfig field each sets (the parser stores each under that field's name)
+MODEL_FLAGS = {"--pos-encoding": "pos_encoding", "--activation": "activation", "--qk-norm": "qk_norm",
+               "--untied": "tie_weights", "--attn-bias": "attn_bias"}
 
 
-def _model_options(args) -> dict:
-    """GPTConfig fields set by train's model flags (None where a flag was not given)."""
-    return {"pos_encoding": args.pos_encoding, "activation": args.activation, "qk_norm": args.qk_norm,
-            "tie_weights": None if args.untied is None else False, "attn_bias": args.attn_bias}
+def _model_options(args) -> dict[str, object]:
+    """The model flags given on the command line -> their values."""
+    values = {flag: getattr(args, field) for flag, field in MODEL_FLAGS.items()}
+    return {flag: value for flag, value in values.items() if value is not None}
 
 
 class CLIError(Exception):
@@ -152,8 +154,7 @@ def cmd_train(args) -> int:
             raise CLIError(f"{out} was trained with --preset {saved_preset}, not {args.preset}; "
                            "drop --preset to resume it")
         preset = saved_preset or args.preset or "saved run"
-        given = [f"--{name.replace('_', '-')}" for name in MODEL_OPTIONS if getattr(args, name) is not None]
-        if given:
+        if given := _model_options(args):
             raise CLIError(f"{' '.join(given)} changes the model, and a resumed run keeps the checkpoint's; "
                            "drop it to resume, or start a new run in another --out")
         tokenizer = _saved_tokenizer(saved, args, out)
@@ -177,7 +178,7 @@ def cmd_train(args) -> int:
             overrides["block_size"] = args.block_size
         if args.dropout is not None:
             overrides["dropout"] = args.dropout
-        overrides.update({name: value for name, value in _model_options(args).items() if value is not None})
+        overrides.update({MODEL_FLAGS[flag]: value for flag, value in _model_options(args).items()})
         torch.manual_seed(args.seed if args.seed is not None else base["seed"])  # model init
         model = build_model("GPT", dataclasses.asdict(get_preset(preset, tokenizer=tokenizer, **overrides)))
     cli = {"max_iters": args.max_iters, "max_time": args.max_time, "batch_size": args.batch_size,

@@ -130,7 +130,7 @@ def _train_parser(sub) -> None:
     m.add_argument("--activation", choices=ACTIVATIONS,
                    help="feed-forward: relu (the lecture), gelu (GPT-2) or relu2 (default: the preset's)")
     m.add_argument("--qk-norm", action="store_true", default=None, help="RMS-normalise queries and keys")
-    m.add_argument("--untied", action="store_true", default=None,
+    m.add_argument("--untied", dest="tie_weights", action="store_false", default=None,
                    help="give lm_head its own weights instead of the token embedding's")
     m.add_argument("--attn-bias", action="store_true", default=None,
                    help="biases in the query/key/value projections")
