@@ -68,23 +68,34 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 EVAL_BATCH = 32  # windows per eval forward: small batches stay in cache (val split ~1.3 s; 2 s at 256)
-# cpu-small (4 layers, 4 heads, 128 channels, block 64) with today's block: rotary positions, ReLU²,
-# QK-norm and an untied lm_head; 808,448 parameters, fewer than nanogpt-cpu's 809,856
-ARCHS = {"cpu-modern": ("cpu-small", dict(pos_encoding="rope", activation="relu2", qk_norm=True,
-                                          tie_weights=False))}
+# today's block (notebook 10): rotary positions, ReLU², QK-norm and an untied lm_head
+MODERN = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights=False)
+# Tuned recipes: a model (model.PRESETS name, GPTConfig overrides) and the defaults of the options
+# that reach the target soonest with it; an option given on the command line wins. Any other
+# model.PRESETS name runs with GENERIC.
+RECIPES = {
+    # 1 layer of cpu-small with today's block: 207,616 parameters; one full-val check, at the end
+    "cpu-fast": dict(model=("cpu-small", dict(n_layer=1, **MODERN)), max_iters=320, check_from=320,
+                     subset_every=0),
+    # 4 layers of cpu-small with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
+    "cpu-modern": dict(model=("cpu-small", MODERN), max_iters=240, check_from=220),
+    # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
+    "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.02, check_from=330),
+}
+GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, subset_every=4)
 LAUNCH_ENV = "TRAIN_SPEED_LAUNCHED_AT"  # a parent's time.time() just before it started this process
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu-modern",
-                   help="a model.PRESETS architecture (nanogpt-cpu = nanoGPT's) or cpu-modern (see above)")
+    p.add_argument("--preset", default="cpu-fast",
+                   help=f"a tuned recipe ({', '.join(RECIPES)}; see above) or any model.PRESETS architecture")
     p.add_argument("--pos-encoding", choices=["learned", "sinusoidal", "rope"], help="override the preset's")
     p.add_argument("--activation", choices=["relu", "gelu", "relu2"], help="override the preset's")
     p.add_argument("--qk-norm", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--optimizer", default="muon", choices=["adamw", "muon"])
-    p.add_argument("--muon-lr", type=float, default=0.015, help="peak LR of the Muon matrices")
+    p.add_argument("--muon-lr", type=float, help="peak LR of the Muon matrices")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=4e-3, help="peak AdamW LR")
     p.add_argument("--embedding-lr-mult", type=float, default=5.0, help="LR multiplier of the embeddings")
@@ -94,12 +105,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--min-lr", type=float, default=0.0)
     p.add_argument("--warmup-iters", type=int, default=10)
-    p.add_argument("--max-iters", type=int, default=240, help="length of the LR schedule")
+    p.add_argument("--max-iters", type=int, help="length of the LR schedule")
     p.add_argument("--lr-schedule", default="wsd", choices=["wsd", "cosine"])
     p.add_argument("--decay-fraction", type=float, default=0.7, help="wsd: share of steps in the decay")
-    p.add_argument("--check-from", type=int, default=220, help="first step to evaluate at")
+    p.add_argument("--check-from", type=int, help="first step to evaluate at")
     p.add_argument("--check-every", type=int, default=10, help="steps between val checks")
-    p.add_argument("--subset-every", type=int, default=4,
+    p.add_argument("--subset-every", type=int,
                    help="each check first evaluates every Nth window of the val split; 0 = full split only")
     p.add_argument("--subset-margin", type=float, default=0.01,
                    help="run the full-val check when the subset estimate is <= target + this")
@@ -111,7 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--reference", action="store_true", help="also run nanoGPT's CPU recipe; print the ratio")
     p.add_argument("--runs", type=int, default=1, help="runs per variant, alternating, each a fresh process")
     p.add_argument("--variant", choices=["ours", "reference"], help=argparse.SUPPRESS)  # one child run
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    recipe = {**GENERIC, **RECIPES.get(args.preset, {})}
+    for name in GENERIC:
+        if getattr(args, name) is None:
+            setattr(args, name, recipe[name])
+    return args
 
 
 def reference_settings() -> dict:
@@ -125,7 +141,7 @@ def reference_settings() -> dict:
         min_lr=t.min_lr, lr_schedule=t.lr_schedule, max_iters=t.max_iters, warmup_iters=t.warmup_iters,
         beta1=t.betas[0], beta2=t.betas[1], weight_decay=t.weight_decay,
         embedding_lr_mult=t.embedding_lr_mult, grad_clip=t.grad_clip, muon_lr=None, pos_encoding=None,
-        activation=None, qk_norm=None, tie_weights=None, check_from=1500, check_every=50,
+        activation=None, qk_norm=None, tie_weights=None, check_from=1500, check_every=50, subset_every=4,
     )
 
 
@@ -138,18 +154,18 @@ def variant_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def model_preset(args: argparse.Namespace) -> tuple[str, dict]:
     """(model.PRESETS name, GPTConfig overrides) of args.preset and the model options given."""
-    preset, overrides = ARCHS.get(args.preset, (args.preset, {}))
+    preset, overrides = RECIPES[args.preset]["model"] if args.preset in RECIPES else (args.preset, {})
     given = {k: getattr(args, k) for k in ("pos_encoding", "activation", "qk_norm", "tie_weights")
              if getattr(args, k) is not None}
     return preset, {**overrides, **given}
 
 
-def make_config(args: argparse.Namespace):
+def make_config(args: argparse.Namespace, block_size: int = 64):
     """The TrainConfig of one run: train()'s own estimate is made negligible (the checks do the work)."""
     from shakespeare_lm.training import TrainConfig
 
     return TrainConfig(
-        batch_size=args.batch_size, block_size=64, max_iters=args.max_iters,
+        batch_size=args.batch_size, block_size=block_size, max_iters=args.max_iters,
         eval_interval=args.max_iters, eval_iters=1, eval_batch_size=1,
         learning_rate=args.learning_rate, min_lr=args.min_lr, warmup_iters=args.warmup_iters,
         lr_schedule=args.lr_schedule, decay_fraction=args.decay_fraction,
@@ -179,7 +195,8 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
     torch.manual_seed(args.seed)
     preset, overrides = model_preset(args)
     model = GPT(get_preset(preset, vocab_size=tok.vocab_size, dropout=0.0, **overrides))
-    config = make_config(args)
+    block = model.config.block_size  # training windows and val windows
+    config = make_config(args, block)
     dtype = resolve_dtype(args.dtype, torch.device("cpu"), model)
     result: dict = {}
     checks = []
@@ -190,15 +207,15 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
             if state.step < args.check_from or (state.step % args.check_every and not last):
                 return
             if args.subset_every:
-                sub = evaluate(state.model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype,
+                sub = evaluate(state.model, val_data, block, batch_size=EVAL_BATCH, dtype=dtype,
                                every=args.subset_every).loss
                 print(f"step {state.step}: val-subset loss {sub:.4f} at {time.time() - t0:.1f} s", flush=True)
                 if sub > args.target + args.subset_margin and not last:
                     return
-            r = evaluate(state.model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
+            r = evaluate(state.model, val_data, block, batch_size=EVAL_BATCH, dtype=dtype)
             now = time.time() - t0
             checks.append((state.step, r.loss, now))
-            tps = state.step * args.batch_size * 64 / (time.time() - t_train)
+            tps = state.step * args.batch_size * block / (time.time() - t_train)
             print(f"step {state.step}: full val loss {r.loss:.4f} at {now:.1f} s "
                   f"({tps:,.0f} tok/s so far, checks included)", flush=True)
             if r.loss <= args.target:
@@ -209,7 +226,7 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
     history = train(model, train_data, val_data, config, callbacks=[StopAtTarget()])
     train_s = time.time() - t_train
     steps = len(history.iter_losses)
-    tokens = steps * args.batch_size * 64
+    tokens = steps * args.batch_size * block
     shape = ", ".join(f"{k}={v}" for k, v in overrides.items())
     optimizer = (f"Muon (peak {args.muon_lr:g}) + AdamW" if args.optimizer == "muon" else "AdamW")
     print(f"{args.variant or 'ours'}: {preset}{f' ({shape})' if shape else ''}, "
@@ -222,7 +239,7 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
     print(f"trained {steps} steps ({tokens:,} tokens) in {train_s:.1f} s including checks: "
           f"{tokens / train_s:,.0f} tokens/s")
     if not result:
-        final = evaluate(model, val_data, 64, batch_size=EVAL_BATCH, dtype=dtype)
+        final = evaluate(model, val_data, block, batch_size=EVAL_BATCH, dtype=dtype)
         best = min([c[1] for c in checks] + [final.loss])
         print(f"final full-val loss {final.loss:.4f} at step {steps}")
         print(f"never reached val {args.target} (best full-val check {best:.4f})")
