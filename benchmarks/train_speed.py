@@ -27,7 +27,11 @@ Newton-Schulz steps instead of 5 1.8944 / 1.8896; embeddings x10 1.8941 / 1.8885
 128 x batch 8 1.9006 / 1.8977; batch 12 (420 steps) 1.8897 at 410; 160 channels 1.8709 / 1.8665 (but
 ~1.5x the cost per step). nanogpt-cpu with batch 32 reads 1.9551 after 180 steps (Muon 0.02; 1.9298
 with Muon 0.03 and AdamW 6e-3): larger batches need more tokens than their ~25% better throughput
-repays. Token budgets of cpu-modern (one thread, full val at the end of a schedule): batch 16, Muon
+repays. nanogpt-cpu variants (one thread, 360-step schedule, full val at steps 320 / 340 / 360):
+embeddings x2 1.9123 / 1.8754 / 1.8598; x10 1.9433 / 1.8995 / 1.8841; Muon 0.025 + AdamW 5e-3 1.9160
+/ 1.8742 / 1.8562; AdamW 8e-3 with embeddings x2.5 1.9177 / 1.8788 / 1.8627; none moves the crossing
+by more than a few steps: the loss falls mostly in the schedule's final decay, and a shorter schedule
+ends higher. Token budgets of cpu-modern (one thread, full val at the end of a schedule): batch 16, Muon
 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps 1.893; batch 32, 150 steps 1.887; 200 steps,
 warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913 (240 steps of that: 1.8825). At 102k tokens
 (batch 8, 200 steps) Muon read 2.307 where AdamW read 2.453.
