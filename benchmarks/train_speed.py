@@ -96,7 +96,7 @@ MODERN = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights
 # that reach the target soonest with it; an option given on the command line wins. Any other
 # model.PRESETS name runs with GENERIC.
 RECIPES = {
-    # 1 layer of cpu-small with today's block: 207,616 parameters; one full-val check, at the end
+    # 1 layer of cpu-small with today's block: 214,784 parameters; one full-val check, at the end
     "cpu-fast": dict(model=("cpu-small", dict(n_layer=1, **MODERN)), max_iters=320, check_from=320,
                      subset_every=0),
     # 4 layers of cpu-small with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
@@ -146,6 +146,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=1, help="runs per variant, alternating, each a fresh process")
     p.add_argument("--variant", choices=["ours", "reference"], help=argparse.SUPPRESS)  # one child run
     args = p.parse_args(argv)
+    from shakespeare_lm.model_config import PRESETS
+
+    if args.preset not in RECIPES and args.preset not in PRESETS:
+        p.error(f"unknown preset {args.preset!r}; choose a recipe ({', '.join(RECIPES)}) or a model preset "
+                f"({', '.join(PRESETS)})")
     recipe = {**GENERIC, **RECIPES.get(args.preset, {})}
     for name in GENERIC:
         if getattr(args, name) is None:

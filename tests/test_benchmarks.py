@@ -58,7 +58,7 @@ def test_train_speed_runs_each_variant_in_a_fresh_process(corpus_file):
                         lines[-1])
 
 
-def test_train_speed_reference_is_nanogpts_cpu_recipe():
+def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -78,6 +78,10 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe():
     assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 340)
     other = bench.parse_args(["--preset", "baby-gpt"])  # no recipe of its own: the generic defaults
     assert bench.model_preset(other) == ("baby-gpt", {}) and other.max_iters == bench.GENERIC["max_iters"]
+    with pytest.raises(SystemExit):  # argparse's one-line error, not a traceback from get_preset later
+        bench.parse_args(["--preset", "cpu-fastest"])
+    err = capsys.readouterr().err
+    assert "unknown preset 'cpu-fastest'; choose a recipe (cpu-fast, cpu-modern, nanogpt-cpu)" in err
     assert bench.model_preset(bench.parse_args(["--preset", "nanogpt-cpu", "--qk-norm"])) == (
         "nanogpt-cpu", {"qk_norm": True})
 
