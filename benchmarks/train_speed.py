@@ -5,8 +5,9 @@ Recipes (--preset; any option given on the command line overrides the recipe's):
   64, dropout 0) with today's block: rotary positions, ReLU², QK-norm and an untied lm_head.
   TrainConfig(optimizer="muon"): Muon (peak 0.015) on the block's matrices, AdamW (peak 4e-3,
   embeddings x5, betas (0.8, 0.99), weight decay 0.1, clip 1.0) on the rest; batch 16, 10 warmup
-  steps, then "wsd" with the last 70% of 320 steps decaying linearly to 0; fp32. One full-split
-  check, at step 320: 1.8868 (328k tokens; the same at one and two threads).
+  steps, then "wsd" with the last 70% of 330 steps decaying linearly to 0; fp32. Full-split checks
+  at steps 320 and 330 only: 1.8810 at 320 (328k tokens; the same at one and two threads; 1.8758 at
+  330). Over 320 steps it reads 1.8868 at the end.
 - cpu-modern (808,448 parameters): the same with cpu-small's 4 blocks over 240 steps, checks every
   10 steps from 220: 1.8861 at step 230 (236k tokens).
 - nanogpt-cpu (809,856 parameters): nanoGPT's exact architecture (GELU, biases, learned positions,
@@ -30,11 +31,11 @@ with Muon 0.03 and AdamW 6e-3): larger batches need more tokens than their ~25% 
 repays. nanogpt-cpu variants (one thread, 360-step schedule, full val at steps 320 / 340 / 360):
 embeddings x2 1.9123 / 1.8754 / 1.8598; x10 1.9433 / 1.8995 / 1.8841; Muon 0.025 + AdamW 5e-3 1.9160
 / 1.8742 / 1.8562; AdamW 8e-3 with embeddings x2.5 1.9177 / 1.8788 / 1.8627; none moves the crossing
-by more than a few steps: the loss falls mostly in the schedule's final decay, and a shorter schedule
-ends higher. Token budgets of cpu-modern (one thread, full val at the end of a schedule): batch 16, Muon
-0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps 1.893; batch 32, 150 steps 1.887; 200 steps,
-warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913 (240 steps of that: 1.8825). At 102k tokens
-(batch 8, 200 steps) Muon read 2.307 where AdamW read 2.453.
+by more than a few steps: the loss falls mostly in the schedule's final decay, and a shorter
+schedule ends higher. Token budgets of cpu-modern (one thread, full val at the end of a schedule):
+batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps 1.893; batch 32, 150 steps
+1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913 (240 steps of that: 1.8825).
+At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW read 2.453.
 
 Where the time goes (cpu-fast, two threads, per step): forward ~12 ms, backward ~23 ms, optimizer
 ~11 ms, of which ~8 ms is Muon's Newton-Schulz iteration (its 128 x 512 feed-forward matrices alone
@@ -45,19 +46,21 @@ Tried and not used: torch.compile (the first step takes ~68 s to compile, then 9
 4-block step); DDP over two one-thread processes (18.4k against 22.2k tokens/s with one block); q/k
 normalised and rotated in one complex multiply (7% of the attention's time).
 
-Measured (2026-12-07, this 2-core machine, default threads = 2). cpu-fast, `--runs 5`: 13.9, 13.7,
-15.3, 16.1, 13.9 s, median 13.9 s (a single run a few minutes later: 17.8 s). nanogpt-cpu against
-the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 46.5, 41.7, 35.3,
-37.6, 36.4 s (median 37.6 s; 1.8775 at step 340 in every run); the reference never read <= 1.89 on
-the full split (best 1.8918, at step 1,950, in every run) and ran 159.3, 155.2, 153.5, 146.7, 138.6
-s (median 153.5 s): reference / ours >= 4.08x. With a subset check every 10 steps from step 330, one
-run of ours took 51.8 s. The <= 30 s target for nanoGPT's architecture is not met. Earlier the same
-day (idle): cpu-modern 42.3, 43.5, 42.7, 32.8, 33.6 s (median 42.3 s; a single run today 46.7 s);
-alternating it with the previous AdamW recipe (`--preset cpu-small --optimizer adamw --batch-size 8
---warmup-iters 30 --max-iters 1150 --decay-fraction 0.5 --check-from 1100 --subset-margin 0`, 563k
-tokens; notebook 10's recipe), 5 pairs of whole processes: 36.8, 43.2, 33.7, 42.4, 38.0 s against
-69.9, 59.6, 60.8, 59.7, 63.4 s (1.66x). The machine's speed varies by tens of percent from minute to
-minute: compare variants only within one invocation.
+Measured (2026-12-07, this 2-core machine, default threads = 2). cpu-fast, `--runs 5`: 15.1, 13.8,
+14.8, 14.9, 16.3 s, median 14.9 s (1.8810 at step 320 in every run); with the 320-step schedule
+before it (one check, at 320: 1.8868, too close to the target for another machine's rounding): 13.9,
+13.7, 15.3, 16.1, 13.9 s, median 13.9 s, and a single run a few minutes later 17.8 s. nanogpt-cpu
+against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 46.5, 41.7,
+35.3, 37.6, 36.4 s (median 37.6 s; 1.8775 at step 340 in every run); the reference never read <=
+1.89 on the full split (best 1.8918, at step 1,950, in every run) and ran 159.3, 155.2, 153.5,
+146.7, 138.6 s (median 153.5 s): reference / ours >= 4.08x. With a subset check every 10 steps from
+step 330, one run of ours took 51.8 s. The <= 30 s target for nanoGPT's architecture is not met.
+Earlier the same day (idle): cpu-modern 42.3, 43.5, 42.7, 32.8, 33.6 s (median 42.3 s; a single run
+today 46.7 s); alternating it with the previous AdamW recipe (`--preset cpu-small --optimizer adamw
+--batch-size 8 --warmup-iters 30 --max-iters 1150 --decay-fraction 0.5 --check-from 1100
+--subset-margin 0`, 563k tokens; notebook 10's recipe), 5 pairs of whole processes: 36.8, 43.2,
+33.7, 42.4, 38.0 s against 69.9, 59.6, 60.8, 59.7, 63.4 s (1.66x). The machine's speed varies by
+tens of percent from minute to minute: compare variants only within one invocation.
 
 The val loss is checked honestly: the headline is the time at which the exact loss over the WHOLE
 val split (`evaluate`, 111,540 tokens in windows of the model's block size) first reads <= the
@@ -96,8 +99,8 @@ MODERN = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights
 # that reach the target soonest with it; an option given on the command line wins. Any other
 # model.PRESETS name runs with GENERIC.
 RECIPES = {
-    # 1 layer of cpu-small with today's block: 214,784 parameters; one full-val check, at the end
-    "cpu-fast": dict(model=("cpu-small", dict(n_layer=1, **MODERN)), max_iters=320, check_from=320,
+    # 1 layer of cpu-small with today's block: 214,784 parameters; full-val checks at steps 320 and 330
+    "cpu-fast": dict(model=("cpu-small", dict(n_layer=1, **MODERN)), max_iters=330, check_from=320,
                      subset_every=0),
     # 4 layers of cpu-small with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-small", MODERN), max_iters=240, check_from=220),
