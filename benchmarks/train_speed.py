@@ -1,13 +1,14 @@
 """Wall-clock seconds from process start until a char GPT reaches full-split val loss 1.89.
 
 Recipes (--preset; any option given on the command line overrides the recipe's):
-- cpu-fast (the default, 214,784 parameters): ONE block of cpu-small (4 heads, 128 channels, block
-  64, dropout 0) with today's block: rotary positions, ReLU², QK-norm and an untied lm_head.
-  TrainConfig(optimizer="muon"): Muon (peak 0.015) on the block's matrices, AdamW (peak 4e-3,
-  embeddings x5, betas (0.8, 0.99), weight decay 0.1, clip 1.0) on the rest; batch 16, 10 warmup
-  steps, then "wsd" with the last 70% of 330 steps decaying linearly to 0; fp32. Full-split checks
-  at steps 320 and 330 only: 1.8810 at 320 (328k tokens; the same at one and two threads; 1.8758 at
-  330). Over 320 steps it reads 1.8868 at the end.
+- cpu-fast (the default, 214,784 parameters; the package's cpu-fast presets, so `python -m
+  shakespeare_lm train --preset cpu-fast` trains the same model the same way): ONE block of
+  cpu-small (4 heads, 128 channels, block 64, dropout 0) with today's block: rotary positions,
+  ReLU², QK-norm and an untied lm_head. TrainConfig(optimizer="muon"): Muon (peak 0.015) on the
+  block's matrices, AdamW (peak 4e-3, embeddings x5, betas (0.8, 0.99), weight decay 0.1, clip 1.0)
+  on the rest; batch 16, 10 warmup steps, then "wsd" with the last 70% of 330 steps decaying
+  linearly to 0; fp32. Full-split checks at steps 320 and 330 only: 1.8810 at 320 (328k tokens; the
+  same at one and two threads; 1.8758 at 330). Over 320 steps it reads 1.8868 at the end.
 - cpu-modern (808,448 parameters): the same with cpu-small's 4 blocks over 240 steps, checks every
   10 steps from 220: 1.8861 at step 230 (236k tokens).
 - nanogpt-cpu (809,856 parameters): nanoGPT's exact architecture (GELU, biases, learned positions,
@@ -99,8 +100,9 @@ MODERN = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights
 # that reach the target soonest with it; an option given on the command line wins. Any other
 # model.PRESETS name runs with GENERIC.
 RECIPES = {
-    # 1 layer of cpu-small with today's block: 214,784 parameters; full-val checks at steps 320 and 330
-    "cpu-fast": dict(model=("cpu-small", dict(n_layer=1, **MODERN)), max_iters=330, check_from=320,
+    # model.PRESETS["cpu-fast"] (1 layer of cpu-small with today's block: 214,784 parameters) with the
+    # recipe of TRAIN_PRESETS["cpu-fast"]; full-val checks at steps 320 and 330
+    "cpu-fast": dict(model=("cpu-fast", {}), max_iters=330, check_from=320,
                      subset_every=0),
     # 4 layers of cpu-small with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-small", MODERN), max_iters=240, check_from=220),

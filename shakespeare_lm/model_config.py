@@ -64,6 +64,10 @@ class GPTConfig:
 PRESETS: dict[str, GPTConfig] = {
     # A few thousand parameters: for tests and quick notebook runs.
     "tiny": GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0),
+    # One block of cpu-small with notebook 10's changes: the CPU speed record's model, val 1.89 in ~15 s
+    # on 2 cores (benchmarks/train_speed.py).
+    "cpu-fast": GPTConfig(vocab_size=65, block_size=64, n_layer=1, n_head=4, n_embd=128, dropout=0.0,
+                          pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights=False),
     # nanoGPT's CPU recipe (README "I only have a macbook"): val ≈ 1.88 after 2000 iterations.
     "cpu-small": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
     # nanoGPT's exact CPU architecture (GELU, biases everywhere, learned positions, tied lm_head).

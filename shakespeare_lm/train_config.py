@@ -180,6 +180,12 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # seconds on a CPU; for tests and smoke runs
     "tiny": TrainConfig(batch_size=8, block_size=16, max_iters=30, eval_interval=10, eval_iters=4,
                         learning_rate=3e-3, warmup_iters=5, dtype="float32", compile="off", progress=False),
+    # the CPU speed record (benchmarks/train_speed.py): Muon on the block's matrices, AdamW on the rest,
+    # warmup-stable-decay; val 1.8810 on the full split at step 320
+    "cpu-fast": TrainConfig(batch_size=16, block_size=64, max_iters=330, eval_interval=110, eval_iters=20,
+                            learning_rate=4e-3, min_lr=0.0, warmup_iters=10, lr_schedule="wsd",
+                            decay_fraction=0.7, embedding_lr_mult=5.0, betas=(0.8, 0.99), weight_decay=0.1,
+                            grad_clip=1.0, optimizer="muon", muon_lr=0.015, dtype="float32"),
     # nanoGPT's CPU recipe, retuned for speed on a 2-core CPU (see benchmarks/train_speed.py)
     "cpu-small": TrainConfig(batch_size=32, block_size=64, max_iters=2000, eval_interval=250,
                              eval_iters=20, eval_batch_size=64, learning_rate=2e-3, min_lr=2e-4,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from shakespeare_lm.train_config import TRAIN_PRESETS
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # each starts a Python process that imports torch
 
@@ -72,7 +74,13 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     ours = bench.parse_args([])
     assert bench.variant_args(ours) is ours and bench.make_config(ours).seed == c.seed
     modern = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights=False)
-    assert bench.model_preset(ours) == ("cpu-small", {"n_layer": 1, **modern})  # cpu-fast, the default
+    assert bench.model_preset(ours) == ("cpu-fast", {})  # the default
+    assert bench.model_preset(bench.parse_args(["--preset", "cpu-modern"])) == ("cpu-small", modern)
+    fields = ("batch_size", "block_size", "max_iters", "learning_rate", "min_lr", "warmup_iters",
+              "lr_schedule", "decay_fraction", "embedding_lr_mult", "betas", "weight_decay", "grad_clip",
+              "optimizer", "muon_lr", "dtype", "seed")
+    preset = TRAIN_PRESETS["cpu-fast"]  # the CLI's --preset cpu-fast trains the benchmark's recipe
+    assert {f: getattr(bench.make_config(ours), f) for f in fields} == {f: getattr(preset, f) for f in fields}
     assert (ours.max_iters, ours.check_from, ours.subset_every, ours.muon_lr) == (330, 320, 0, 0.015)
     nano = bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "300"])  # its recipe, then the flag
     assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 340)

@@ -13,7 +13,7 @@ from shakespeare_lm import cli
 from shakespeare_lm.__main__ import main
 from shakespeare_lm.bundled import PRETRAINED_MODELS
 from shakespeare_lm.checkpoint import read_meta
-from shakespeare_lm.model import PRESETS
+from shakespeare_lm.model import GPT, PRESETS
 from shakespeare_lm.model_config import ACTIVATIONS, POS_ENCODINGS
 from shakespeare_lm.precision import DTYPES
 from shakespeare_lm.tokenizer import TOKENIZERS
@@ -148,6 +148,18 @@ def test_nanogpt_cpu_training_preset_is_nanogpts_cpu_recipe():
     m = PRESETS["nanogpt-cpu"]
     assert (m.n_layer, m.n_head, m.n_embd, m.block_size) == (4, 4, 128, 64)
     assert (m.activation, m.bias, m.attn_bias, m.pos_encoding) == ("gelu", True, True, "learned")
+
+
+def test_cpu_fast_presets_are_the_speed_records_model_and_recipe():
+    m = PRESETS["cpu-fast"]
+    assert (m.n_layer, m.n_head, m.n_embd, m.block_size, m.dropout) == (1, 4, 128, 64, 0.0)
+    assert (m.pos_encoding, m.activation, m.qk_norm, m.tie_weights) == ("rope", "relu2", True, False)
+    assert sum(p.numel() for p in GPT(m).parameters()) == 214_784  # <= nanogpt-cpu's 809,856
+    t = TRAIN_PRESETS["cpu-fast"]
+    assert (t.batch_size, t.max_iters, t.warmup_iters, t.lr_schedule, t.decay_fraction) == (
+        16, 330, 10, "wsd", 0.7)
+    assert (t.optimizer, t.muon_lr, t.learning_rate, t.min_lr, t.embedding_lr_mult) == (
+        "muon", 0.015, 4e-3, 0.0, 5.0)
 
 
 def test_choices_are_the_modules_own_tables():
