@@ -102,8 +102,7 @@ MODERN = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights
 RECIPES = {
     # model.PRESETS["cpu-fast"] (1 layer of cpu-small with today's block: 214,784 parameters) with the
     # recipe of TRAIN_PRESETS["cpu-fast"]; full-val checks at steps 320 and 330
-    "cpu-fast": dict(model=("cpu-fast", {}), max_iters=330, check_from=320,
-                     subset_every=0),
+    "cpu-fast": dict(model=("cpu-fast", {}), max_iters=330, check_from=320, subset_every=0),
     # 4 layers of cpu-small with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-small", MODERN), max_iters=240, check_from=220),
     # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
