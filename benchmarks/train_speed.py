@@ -106,7 +106,7 @@ RECIPES = {
     # 4 layers of cpu-small with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-small", MODERN), max_iters=240, check_from=220),
     # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
-    "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.02, check_from=340,
+    "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.02, check_from=335,
                         subset_every=0),
 }
 GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, subset_every=4)

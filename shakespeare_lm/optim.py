@@ -85,14 +85,32 @@ def muon_params(model: nn.Module) -> list[nn.Parameter]:
 
 
 def _newton_schulz(g: torch.Tensor, coefficients, steps: int, eps: float) -> torch.Tensor:
-    """torch.optim.Muon's quintic Newton-Schulz iteration for a stack of matrices (N, m, n), in g's dtype."""
+    """torch.optim.Muon's quintic Newton-Schulz iteration for a stack of matrices (N, m, n), in g's dtype.
+
+    Each step is X <- a X + b (X Xᵀ) X + c (X Xᵀ)² X = P(G) X with G = X Xᵀ (m x m, m <= n), so every
+    iterate is Q X₀ for a small m x m matrix Q, and the Gram matrices follow each other as
+    G <- P G P. For a wide matrix (n >= 2m: the 128 x 512 feed-forward weights) iterating on G and Q
+    and multiplying by X₀ once at the end costs ~40% fewer FLOPs than updating X every step; the
+    result is the same up to float rounding (tests/test_muon.py). Square-ish matrices keep X's form.
+    """
     a, b, c = coefficients
     wide = g.size(-2) <= g.size(-1)
     x = g if wide else g.mT  # (N, m, n) with m <= n: the Gram matrices stay small
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # spectral norm <= 1
-    for _ in range(steps):
-        gram = x @ x.mT  # (N, m, m)
-        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # (N, m, n)
+    gram = x @ x.mT  # (N, m, m)
+    if steps == 0 or x.size(-1) < 2 * x.size(-2):  # the usual form: X itself each step
+        for i in range(steps):
+            gram = gram if i == 0 else x @ x.mT  # (N, m, m)
+            x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # (N, m, n)
+        return x if wide else x.mT
+    eye = torch.eye(gram.size(-1), dtype=gram.dtype, device=gram.device)  # (m, m)
+    q = None  # (N, m, m): the product of the steps' P
+    for i in range(steps):
+        p = torch.baddbmm(gram, gram, gram, beta=b, alpha=c).add_(eye, alpha=a)  # P = aI + bG + cG²
+        q = p if q is None else p @ q
+        if i < steps - 1:
+            gram = p @ gram @ p  # the next X's Gram matrix, P G Pᵀ (P is symmetric)
+    x = q @ x  # (N, m, n)
     return x if wide else x.mT
 
 

@@ -112,6 +112,34 @@ def test_explicit_and_sdpa_attention_agree():
     assert all(m.attn_impl == "explicit" for m in model.modules() if isinstance(m, MultiHeadAttention))
 
 
+def test_cpu_short_windows_use_the_batched_matmul_attention(monkeypatch):
+    """On a CPU, T <= CPU_MATMUL_MAX_T without dropout: causal_attention_matmul (== SDPA, values and
+    gradients); longer sequences and training with dropout still call SDPA."""
+    from shakespeare_lm import attention
+
+    torch.manual_seed(0)
+    for shape in [(2, 4, 16, 8), (1, 1, 1, 4), (3, 2, 128, 16)]:
+        q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
+        got = attention.causal_attention_matmul(q, k, v)
+        grads = torch.autograd.grad(got.square().sum(), (q, k, v))
+        want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        for g, w in zip(grads, torch.autograd.grad(want.square().sum(), (q, k, v)), strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    calls = []
+    sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.append(a[0].size(2)) or sdpa(*a, **kw))
+    mha = MultiHeadAttention(32, 4, 8, block_size=256, dropout=0.1)
+    x = torch.randn(2, 64, 32)
+    mha.eval()(x)
+    assert calls == []  # T = 64, no dropout at eval: the matmul path
+    mha.eval()(torch.randn(1, 200, 32))
+    assert calls == [200]  # past CPU_MATMUL_MAX_T: SDPA
+    mha.train()(x)
+    assert calls == [200, 64]  # dropout in training: SDPA's
+
+
 def test_attn_impl_is_checked_when_set_not_at_forward():
     block = Block(32, 4, 16)
     block.sa.attn_impl = "explicit"  # notebook 04 switches a lone block's path this way

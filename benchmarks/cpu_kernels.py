@@ -1,0 +1,132 @@
+"""The two CPU fast paths of a training step, each against what it replaces, side by side.
+
+1. Attention (attention.py): `causal_attention_matmul` (three batched matmuls, the causal mask as a
+   0 / -inf bias) against `F.scaled_dot_product_attention(is_causal=True)`, forward + backward and
+   forward only, for the head shapes of the CPU presets and a few longer windows. MultiHeadAttention
+   takes the matmul path on a CPU up to CPU_MATMUL_MAX_T tokens.
+2. Muon's Newton-Schulz iteration (optim.py): the package's `_newton_schulz`, which iterates on the
+   Gram matrix of a wide matrix, against the same five steps updating X each step (written out
+   below), for the matrix stacks of nanogpt-cpu (4 layers, 128 channels).
+3. A whole nanogpt-cpu training step (forward, backward, clip, Muon + AdamW; batch 16 x 64 tokens)
+   with MultiHeadAttention's matmul path on and off (CPU_MATMUL_MAX_T = 0 sends every call to SDPA).
+
+Every comparison alternates its variants --rounds times in one process and prints each round's
+milliseconds, the medians and their ratio; it asserts nothing about time. Threads are set
+explicitly (--threads, default 2: on a busy 2-core machine two threads can be slower than one).
+
+    flock /tmp/shakespeare_cpu.lock python benchmarks/cpu_kernels.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from shakespeare_lm import attention
+from shakespeare_lm.model import GPT, get_preset
+from shakespeare_lm.optim import _newton_schulz, build_optimizer
+from shakespeare_lm.training import TrainConfig
+
+NS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's coefficients
+
+
+def plain_newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """The iteration as Keller Jordan writes it, X <- a X + (b G + c G²) X with G = X Xᵀ, on (N, m, n)."""
+    a, b, c = NS
+    x = g if g.size(-2) <= g.size(-1) else g.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=1e-7)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x if g.size(-2) <= g.size(-1) else x.mT
+
+
+def ms_per_call(fn, calls: int) -> float:
+    fn()  # warm-up: allocations
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return 1000 * (time.perf_counter() - start) / calls
+
+
+def compare(title: str, variants: dict, rounds: int, calls: int) -> None:
+    """Time each variant `rounds` times, alternating; print every round, the medians and the ratio."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(ms_per_call(fn, calls))
+    (old, t_old), (new, t_new) = times.items()
+    m_old, m_new = statistics.median(t_old), statistics.median(t_new)
+    print(f"{title}: {old} {', '.join(f'{t:.2f}' for t in t_old)} ms (median {m_old:.2f}); "
+          f"{new} {', '.join(f'{t:.2f}' for t in t_new)} ms (median {m_new:.2f}); "
+          f"{new} / {old} = {m_new / m_old:.2f}", flush=True)
+
+
+def attention_variants(shape: tuple[int, ...], backward: bool) -> dict:
+    q, k, v = (torch.randn(shape, requires_grad=backward) for _ in range(3))
+    grad = torch.randn(shape)
+
+    def run(fn):
+        if backward:
+            return lambda: fn(q, k, v).backward(grad)
+        return lambda: torch.inference_mode()(fn)(q, k, v)
+
+    return {"SDPA": run(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
+            "matmul": run(attention.causal_attention_matmul)}
+
+
+def training_step(batch_size: int):
+    torch.manual_seed(0)
+    model = GPT(get_preset("nanogpt-cpu", vocab_size=65, dropout=0.0))
+    config = TrainConfig(batch_size=batch_size, block_size=64, optimizer="muon", muon_lr=0.02, device="cpu")
+    optimizer = build_optimizer(model, config)
+    x, y = (torch.randint(0, 65, (batch_size, 64)) for _ in range(2))
+
+    def step():
+        _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=20, help="calls per timing (training steps: a quarter)")
+    p.add_argument("--batch-size", type=int, default=16)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, milliseconds per call")
+    for shape in [(args.batch_size, 4, 64, 32), (32, 4, 64, 32), (16, 6, 128, 64), (8, 6, 256, 64)]:
+        for backward in (True, False):
+            compare(f"attention {shape} (B, nh, T, hs), {'forward + backward' if backward else 'forward'}",
+                    attention_variants(shape, backward), args.rounds, args.calls)
+    for shape in [(48, 32, 128), (4, 128, 128), (4, 128, 512), (4, 512, 128)]:
+        g = torch.randn(shape)
+        compare(f"Newton-Schulz, 5 steps, {shape}", {"X form": lambda g=g: plain_newton_schulz(g),
+                                                     "package": lambda g=g: _newton_schulz(g, NS, 5, 1e-7)},
+                args.rounds, args.calls)
+    step, limit = training_step(args.batch_size), attention.CPU_MATMUL_MAX_T
+
+    def with_limit(value: int):
+        def run():
+            attention.CPU_MATMUL_MAX_T = value
+            step()
+        return run
+
+    compare(f"nanogpt-cpu training step, batch {args.batch_size} x 64 (attention path)",
+            {"SDPA": with_limit(0), "matmul": with_limit(limit)}, args.rounds, max(args.calls // 4, 1))
+    attention.CPU_MATMUL_MAX_T = limit
+
+
+if __name__ == "__main__":
+    main()
