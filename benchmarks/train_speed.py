@@ -236,7 +236,8 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
     class StopAtTarget:
         def on_step(self, state):
             last = state.step == args.max_iters
-            if state.step < args.check_from or (state.step % args.check_every and not last):
+            since = state.step - args.check_from  # checks at check_from, check_from + check_every, ...
+            if since < 0 or (since % args.check_every and not last):
                 return
             if args.subset_every:
                 sub = evaluate(state.model, val_data, block, batch_size=EVAL_BATCH, dtype=dtype,

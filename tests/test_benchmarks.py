@@ -49,6 +49,14 @@ def test_train_speed_says_when_the_target_is_missed(corpus_file):
                and "seed 1337" in line for line in lines)
 
 
+def test_train_speed_checks_every_n_steps_counted_from_check_from(corpus_file):
+    lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "6",
+                          "--warmup-iters", "1", "--check-from", "3", "--check-every", "2",
+                          "--target", "0.01", "--threads", "1", "--subset-every", "0")
+    checked = [int(m.group(1)) for line in lines if (m := re.match(r"step (\d+): full val loss", line))]
+    assert checked == [3, 5, 6]  # from step 3 every 2 steps, and the last step
+
+
 def test_train_speed_runs_each_variant_in_a_fresh_process(corpus_file):
     lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "2", "--warmup-iters",
                           "1", "--check-from", "2", "--target", "10", "--threads", "1", "--runs", "2")
@@ -83,7 +91,7 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert {f: getattr(bench.make_config(ours), f) for f in fields} == {f: getattr(preset, f) for f in fields}
     assert (ours.max_iters, ours.check_from, ours.subset_every, ours.muon_lr) == (330, 320, 0, 0.015)
     nano = bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "300"])  # its recipe, then the flag
-    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 340)
+    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 335)
     other = bench.parse_args(["--preset", "baby-gpt"])  # no recipe of its own: the generic defaults
     assert bench.model_preset(other) == ("baby-gpt", {}) and other.max_iters == bench.GENERIC["max_iters"]
     with pytest.raises(SystemExit):  # argparse's one-line error, not a traceback from get_preset later
@@ -106,3 +114,16 @@ def test_bpe_speed_reports_training_seconds(corpus_file):
     assert re.fullmatch(r"BPE training, median of 1: vocab 260 \(4 merges\) \d+\.\d\d s pre-split, "
                         r"\d+\.\d\d s whole-text; vocab 270 \(14 merges\) \d+\.\d\d s pre-split, "
                         r"\d+\.\d\d s whole-text", lines[-1])
+
+
+def test_cpu_kernels_prints_each_comparison_with_its_ratio():
+    lines = run_benchmark("cpu_kernels.py", "--rounds", "2", "--calls", "1", "--threads", "1",
+                          "--batch-size", "2")
+    assert lines[0].startswith("torch ") and "1 thread(s), 2 rounds" in lines[0]
+    pattern = (r"(?P<title>.+): (?P<old>[\w ]+) \d+\.\d\d, \d+\.\d\d ms \(median \d+\.\d\d\); (?P<new>\w+) "
+               r"\d+\.\d\d, \d+\.\d\d ms \(median \d+\.\d\d\); (?P=new) / (?P=old) = \d+\.\d\d")
+    found = [m for line in lines[1:] if (m := re.fullmatch(pattern, line))]
+    assert len(found) == len(lines) - 1 == 8 + 4 + 1  # attention x 8, Newton-Schulz x 4, training step
+    assert [m["new"] for m in found[:8]] == ["matmul"] * 8
+    assert [m["new"] for m in found[8:12]] == ["package"] * 4
+    assert found[-1]["title"].startswith("nanogpt-cpu training step, batch 2 x 64")
