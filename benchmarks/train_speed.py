@@ -12,9 +12,9 @@ Recipes (--preset; any option given on the command line overrides the recipe's):
 - cpu-modern (808,448 parameters): the same with cpu-small's 4 blocks over 240 steps, checks every
   10 steps from 220: 1.8861 at step 230 (236k tokens).
 - nanogpt-cpu (809,856 parameters): nanoGPT's exact architecture (GELU, biases, learned positions,
-  tied lm_head), the same recipe with Muon peak 0.02 over 360 steps, checked from step 340: 1.8775
-  at 340 (348k tokens). It learns more slowly per token than today's block: over 340 steps it ends
-  at 1.8910, over 350 it reads 1.8812 at 340.
+  tied lm_head), the same recipe with Muon peak 0.02 over 360 steps, checked from step 335: 1.8811
+  at 335 (343k tokens; 1.8914 at 330, 1.8775 at 340). It learns more slowly per token than today's
+  block: over 340 steps it ends at 1.8910; over 350 it reads 1.8846 at 335 and 1.8812 at 340.
 
 Why one block: at this budget depth buys little. Full-val loss after 240 steps of a 240-step
 schedule (one thread): 2 blocks 1.8943, 3 blocks 1.8710, 4 blocks 1.8825; one block needs ~320
@@ -38,30 +38,43 @@ batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps 1.893; batch
 1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913 (240 steps of that: 1.8825).
 At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW read 2.453.
 
-Where the time goes (cpu-fast, two threads, per step): forward ~12 ms, backward ~23 ms, optimizer
-~11 ms, of which ~8 ms is Muon's Newton-Schulz iteration (its 128 x 512 feed-forward matrices alone
-~6 ms; 3 steps instead of 5 lose 0.013 in val loss). Start-up ~2.7 s (importing torch ~2.4 s), one
-full-split evaluation ~0.8 s. torch.optim.Muon orthogonalises in bfloat16, which this CPU emulates
-(~1 s a step for 4 blocks), so the package's Muon (optim.Muon) runs the same iteration in float32.
-Tried and not used: torch.compile (the first step takes ~68 s to compile, then 96 against 113 ms a
-4-block step); DDP over two one-thread processes (18.4k against 22.2k tokens/s with one block); q/k
-normalised and rotated in one complex multiply (7% of the attention's time).
+Two CPU paths of the package make every step cheaper (benchmarks/cpu_kernels.py, side by side):
+attention as three batched matmuls instead of SDPA's fused kernel for windows of <= 128 tokens
+(0.57x its time, forward + backward, at batch 16 x 4 heads x 64 x 32), and Muon's Newton-Schulz
+iteration on the Gram matrix of wide matrices (0.68-0.71x for the 128 x 512 feed-forward stacks).
+Alternating whole benchmark runs of nanogpt-cpu without and with them (two threads, checked at step
+340): 34.6 / 33.1, 38.6 / 35.0, 32.0 / 29.0 s. Where the time went before them (cpu-fast, two
+threads, per step): forward ~12 ms, backward ~23 ms, optimizer ~11 ms, of which ~8 ms is Muon's
+Newton-Schulz iteration (its 128 x 512 feed-forward matrices alone ~6 ms; 3 steps instead of 5 lose
+0.013 in val loss). Start-up ~2.7 s (importing torch ~2.4 s), one full-split evaluation ~0.8 s.
+torch.optim.Muon orthogonalises in bfloat16, which this CPU emulates (~1 s a step for 4 blocks), so
+the package's Muon (optim.Muon) runs the same iteration in float32. Tried and not used:
+torch.compile (the first step takes ~68 s to compile, then 96 against 113 ms a 4-block step); DDP
+over two one-thread processes (18.4k against 22.2k tokens/s with one block); q/k normalised and
+rotated in one complex multiply (7% of the attention's time).
 
-Measured (2026-12-07, this 2-core machine, default threads = 2). cpu-fast, `--runs 5`: 15.1, 13.8,
-14.8, 14.9, 16.3 s, median 14.9 s (1.8810 at step 320 in every run); with the 320-step schedule
-before it (one check, at 320: 1.8868, too close to the target for another machine's rounding): 13.9,
-13.7, 15.3, 16.1, 13.9 s, median 13.9 s, and a single run a few minutes later 17.8 s. nanogpt-cpu
-against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 46.5, 41.7,
-35.3, 37.6, 36.4 s (median 37.6 s; 1.8775 at step 340 in every run); the reference never read <=
-1.89 on the full split (best 1.8918, at step 1,950, in every run) and ran 159.3, 155.2, 153.5,
-146.7, 138.6 s (median 153.5 s): reference / ours >= 4.08x. With a subset check every 10 steps from
-step 330, one run of ours took 51.8 s. The <= 30 s target for nanoGPT's architecture is not met.
-Earlier the same day (idle): cpu-modern 42.3, 43.5, 42.7, 32.8, 33.6 s (median 42.3 s; a single run
-today 46.7 s); alternating it with the previous AdamW recipe (`--preset cpu-small --optimizer adamw
---batch-size 8 --warmup-iters 30 --max-iters 1150 --decay-fraction 0.5 --check-from 1100
---subset-margin 0`, 563k tokens; notebook 10's recipe), 5 pairs of whole processes: 36.8, 43.2,
-33.7, 42.4, 38.0 s against 69.9, 59.6, 60.8, 59.7, 63.4 s (1.66x). The machine's speed varies by
-tens of percent from minute to minute: compare variants only within one invocation.
+Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two threads): nanogpt-cpu
+against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
+32.3, 33.8, 38.1 s (median 35.9 s; 1.8809 at step 335 in every run); the reference never read <=
+1.89 (best 1.8918) and ran 142.8, 124.0, 125.0, 137.8, 143.7 s (median 137.8 s): reference / ours >=
+3.84x. The <= 30 s target for nanoGPT's architecture is still not met. cpu-fast, `--runs 5`: 13.7,
+13.7, 14.3, 13.4, 14.5 s (median 13.7 s); cpu-modern, `--runs 5 --preset cpu-modern`: 31.7, 29.1,
+31.7, 33.7, 34.0 s (median 31.7 s). Earlier the same day, before the two CPU paths: cpu-fast,
+`--runs 5`: 15.1, 13.8, 14.8, 14.9, 16.3 s, median 14.9 s (1.8810 at step 320 in every run); with
+the 320-step schedule before it (one check, at 320: 1.8868, too close to the target for another
+machine's rounding): 13.9, 13.7, 15.3, 16.1, 13.9 s, median 13.9 s, and a single run a few minutes
+later 17.8 s. nanogpt-cpu against the reference (`--runs 5 --reference --preset nanogpt-cpu`,
+alternating): ours 46.5, 41.7, 35.3, 37.6, 36.4 s (median 37.6 s; 1.8775 at step 340 in every run);
+the reference never read <= 1.89 on the full split (best 1.8918, at step 1,950, in every run) and
+ran 159.3, 155.2, 153.5, 146.7, 138.6 s (median 153.5 s): reference / ours >= 4.08x. With a subset
+check every 10 steps from step 330, one run of ours took 51.8 s. The <= 30 s target for nanoGPT's
+architecture is not met. Earlier the same day (idle): cpu-modern 42.3, 43.5, 42.7, 32.8, 33.6 s
+(median 42.3 s; a single run today 46.7 s); alternating it with the previous AdamW recipe (`--preset
+cpu-small --optimizer adamw --batch-size 8 --warmup-iters 30 --max-iters 1150 --decay-fraction 0.5
+--check-from 1100 --subset-margin 0`, 563k tokens; notebook 10's recipe), 5 pairs of whole
+processes: 36.8, 43.2, 33.7, 42.4, 38.0 s against 69.9, 59.6, 60.8, 59.7, 63.4 s (1.66x). The
+machine's speed varies by tens of percent from minute to minute: compare variants only within one
+invocation.
 
 The val loss is checked honestly: the headline is the time at which the exact loss over the WHOLE
 val split (`evaluate`, 111,540 tokens in windows of the model's block size) first reads <= the
