@@ -31,12 +31,17 @@ Newton-Schulz steps instead of 5 1.8944 / 1.8896; embeddings x10 1.8941 / 1.8885
 with Muon 0.03 and AdamW 6e-3): larger batches need more tokens than their ~25% better throughput
 repays. nanogpt-cpu variants (one thread, 360-step schedule, full val at steps 320 / 340 / 360):
 embeddings x2 1.9123 / 1.8754 / 1.8598; x10 1.9433 / 1.8995 / 1.8841; Muon 0.025 + AdamW 5e-3 1.9160
-/ 1.8742 / 1.8562; AdamW 8e-3 with embeddings x2.5 1.9177 / 1.8788 / 1.8627; none moves the crossing
-by more than a few steps: the loss falls mostly in the schedule's final decay, and a shorter
-schedule ends higher. Token budgets of cpu-modern (one thread, full val at the end of a schedule):
-batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps 1.893; batch 32, 150 steps
-1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913 (240 steps of that: 1.8825).
-At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW read 2.453.
+/ 1.8742 / 1.8562; AdamW 8e-3 with embeddings x2.5 1.9177 / 1.8788 / 1.8627. At steps 320 / 330 /
+340 (the recipe: 1.9197 / 1.8914 / 1.8775): Muon momentum 0.9 1.9108 / 1.8794 / 1.8656 (0.85: 1.9231
+/ 1.8878 / 1.8828; 0.8: 1.9313 / 1.8988 / 1.8915), and with momentum 0.9 a 330-step schedule ends at
+1.8950, a 315-step one at 1.9117; a 1 - sqrt decay instead of the linear one 1.9236 / 1.9073 /
+1.8964; batch 8 for the first 120 steps 1.9594 / 1.9472 / 1.9324. None moves the crossing by more
+than ~5 steps (momentum 0.9 the most, not adopted for that): the loss falls mostly in the schedule's
+final decay, and a shorter schedule ends higher. Token budgets of cpu-modern (one thread, full val
+at the end of a schedule): batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps
+1.893; batch 32, 150 steps 1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913
+(240 steps of that: 1.8825). At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW read
+2.453.
 
 Two CPU paths of the package make every step cheaper (benchmarks/cpu_kernels.py, side by side):
 attention as three batched matmuls instead of SDPA's fused kernel for windows of <= 128 tokens
