@@ -35,7 +35,7 @@ def rope_and_norm(q: torch.Tensor, k: torch.Tensor, rotary: Rotary | None, qk_no
 
 
 # On a CPU, for windows of up to this many tokens, three batched matmuls beat SDPA's fused kernel:
-# ~0.55x its time at T = 64, ~0.8x at 128, but ~1.3x at 256 (benchmarks/attention_speed.py).
+# ~0.55x its time at T = 64, ~0.85x at 128, but 1.05-1.2x at 256 (benchmarks/cpu_kernels.py).
 CPU_MATMUL_MAX_T = 128
 _CAUSAL_BIAS: dict[tuple[int, torch.dtype], torch.Tensor] = {}
 
