@@ -35,13 +35,17 @@ embeddings x2 1.9123 / 1.8754 / 1.8598; x10 1.9433 / 1.8995 / 1.8841; Muon 0.025
 340 (the recipe: 1.9197 / 1.8914 / 1.8775): Muon momentum 0.9 1.9108 / 1.8794 / 1.8656 (0.85: 1.9231
 / 1.8878 / 1.8828; 0.8: 1.9313 / 1.8988 / 1.8915), and with momentum 0.9 a 330-step schedule ends at
 1.8950, a 315-step one at 1.9117; a 1 - sqrt decay instead of the linear one 1.9236 / 1.9073 /
-1.8964; batch 8 for the first 120 steps 1.9594 / 1.9472 / 1.9324. None moves the crossing by more
-than ~5 steps (momentum 0.9 the most, not adopted for that): the loss falls mostly in the schedule's
-final decay, and a shorter schedule ends higher. Token budgets of cpu-modern (one thread, full val
-at the end of a schedule): batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250 steps
-1.893; batch 32, 150 steps 1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015 1.913
-(240 steps of that: 1.8825). At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW read
-2.453.
+1.8964; batch 8 for the first 120 steps 1.9594 / 1.9472 / 1.9324; zero-initialised output
+projections 1.9267 / 1.8976 / 1.8837; NorMuon (each output row of Muon's orthogonalised update
+divided by the root of its running mean square, beta2 0.95, then rescaled to the update's norm)
+1.9096 / 1.8840 / 1.8689, and with momentum 0.9 1.8949 / 1.8703 / 1.8578 (1.8874 at 325; over 340
+steps 1.8916 at 320, 1.8871 at 325). None moves the crossing by more than ~10 steps (NorMuon with
+momentum 0.9 the most: ~3% of the time, not adopted for that): the loss falls mostly in the
+schedule's final decay, and a shorter schedule ends higher. Token budgets of cpu-modern (one thread,
+full val at the end of a schedule): batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250
+steps 1.893; batch 32, 150 steps 1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015
+1.913 (240 steps of that: 1.8825). At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW
+read 2.453.
 
 Two CPU paths of the package make every step cheaper (benchmarks/cpu_kernels.py, side by side):
 attention as three batched matmuls instead of SDPA's fused kernel for windows of <= 128 tokens
@@ -62,24 +66,25 @@ Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two thr
 against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
 32.3, 33.8, 38.1 s (median 35.9 s; 1.8809 at step 335 in every run); the reference never read <=
 1.89 (best 1.8918) and ran 142.8, 124.0, 125.0, 137.8, 143.7 s (median 137.8 s): reference / ours >=
-3.84x. The <= 30 s target for nanoGPT's architecture is still not met. cpu-fast, `--runs 5`: 13.7,
-13.7, 14.3, 13.4, 14.5 s (median 13.7 s); cpu-modern, `--runs 5 --preset cpu-modern`: 31.7, 29.1,
-31.7, 33.7, 34.0 s (median 31.7 s). Earlier the same day, before the two CPU paths: cpu-fast,
-`--runs 5`: 15.1, 13.8, 14.8, 14.9, 16.3 s, median 14.9 s (1.8810 at step 320 in every run); with
-the 320-step schedule before it (one check, at 320: 1.8868, too close to the target for another
-machine's rounding): 13.9, 13.7, 15.3, 16.1, 13.9 s, median 13.9 s, and a single run a few minutes
-later 17.8 s. nanogpt-cpu against the reference (`--runs 5 --reference --preset nanogpt-cpu`,
-alternating): ours 46.5, 41.7, 35.3, 37.6, 36.4 s (median 37.6 s; 1.8775 at step 340 in every run);
-the reference never read <= 1.89 on the full split (best 1.8918, at step 1,950, in every run) and
-ran 159.3, 155.2, 153.5, 146.7, 138.6 s (median 153.5 s): reference / ours >= 4.08x. With a subset
-check every 10 steps from step 330, one run of ours took 51.8 s. The <= 30 s target for nanoGPT's
-architecture is not met. Earlier the same day (idle): cpu-modern 42.3, 43.5, 42.7, 32.8, 33.6 s
-(median 42.3 s; a single run today 46.7 s); alternating it with the previous AdamW recipe (`--preset
-cpu-small --optimizer adamw --batch-size 8 --warmup-iters 30 --max-iters 1150 --decay-fraction 0.5
---check-from 1100 --subset-margin 0`, 563k tokens; notebook 10's recipe), 5 pairs of whole
-processes: 36.8, 43.2, 33.7, 42.4, 38.0 s against 69.9, 59.6, 60.8, 59.7, 63.4 s (1.66x). The
-machine's speed varies by tens of percent from minute to minute: compare variants only within one
-invocation.
+3.84x. The <= 30 s target for nanoGPT's architecture is still not met. Later, `--runs 3 --preset
+nanogpt-cpu` alone: 44.0, 37.2, 38.9 s (the machine's speed, not the code, changed). cpu-fast,
+`--runs 5`: 13.7, 13.7, 14.3, 13.4, 14.5 s (median 13.7 s); cpu-modern, `--runs 5 --preset
+cpu-modern`: 31.7, 29.1, 31.7, 33.7, 34.0 s (median 31.7 s). Earlier the same day, before the two
+CPU paths: cpu-fast, `--runs 5`: 15.1, 13.8, 14.8, 14.9, 16.3 s, median 14.9 s (1.8810 at step 320
+in every run); with the 320-step schedule before it (one check, at 320: 1.8868, too close to the
+target for another machine's rounding): 13.9, 13.7, 15.3, 16.1, 13.9 s, median 13.9 s, and a single
+run a few minutes later 17.8 s. nanogpt-cpu against the reference (`--runs 5 --reference --preset
+nanogpt-cpu`, alternating): ours 46.5, 41.7, 35.3, 37.6, 36.4 s (median 37.6 s; 1.8775 at step 340
+in every run); the reference never read <= 1.89 on the full split (best 1.8918, at step 1,950, in
+every run) and ran 159.3, 155.2, 153.5, 146.7, 138.6 s (median 153.5 s): reference / ours >= 4.08x.
+With a subset check every 10 steps from step 330, one run of ours took 51.8 s. The <= 30 s target
+for nanoGPT's architecture is not met. Earlier the same day (idle): cpu-modern 42.3, 43.5, 42.7,
+32.8, 33.6 s (median 42.3 s; a single run today 46.7 s); alternating it with the previous AdamW
+recipe (`--preset cpu-small --optimizer adamw --batch-size 8 --warmup-iters 30 --max-iters 1150
+--decay-fraction 0.5 --check-from 1100 --subset-margin 0`, 563k tokens; notebook 10's recipe), 5
+pairs of whole processes: 36.8, 43.2, 33.7, 42.4, 38.0 s against 69.9, 59.6, 60.8, 59.7, 63.4 s
+(1.66x). The machine's speed varies by tens of percent from minute to minute: compare variants only
+within one invocation.
 
 The val loss is checked honestly: the headline is the time at which the exact loss over the WHOLE
 val split (`evaluate`, 111,540 tokens in windows of the model's block size) first reads <= the
