@@ -97,12 +97,12 @@ def _newton_schulz(g: torch.Tensor, coefficients, steps: int, eps: float) -> tor
     wide = g.size(-2) <= g.size(-1)
     x = g if wide else g.mT  # (N, m, n) with m <= n: the Gram matrices stay small
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # spectral norm <= 1
-    gram = x @ x.mT  # (N, m, m)
     if steps == 0 or x.size(-1) < 2 * x.size(-2):  # the usual form: X itself each step
-        for i in range(steps):
-            gram = gram if i == 0 else x @ x.mT  # (N, m, m)
+        for _ in range(steps):
+            gram = x @ x.mT  # (N, m, m)
             x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # (N, m, n)
         return x if wide else x.mT
+    gram = x @ x.mT  # (N, m, m)
     eye = torch.eye(gram.size(-1), dtype=gram.dtype, device=gram.device)  # (m, m)
     q = None  # (N, m, m): the product of the steps' P
     for i in range(steps):

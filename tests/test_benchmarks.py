@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shakespeare_lm.model_config import get_preset
 from shakespeare_lm.train_config import TRAIN_PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +84,8 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert bench.variant_args(ours) is ours and bench.make_config(ours).seed == c.seed
     modern = dict(pos_encoding="rope", activation="relu2", qk_norm=True, tie_weights=False)
     assert bench.model_preset(ours) == ("cpu-fast", {})  # the default
-    assert bench.model_preset(bench.parse_args(["--preset", "cpu-modern"])) == ("cpu-small", modern)
+    assert bench.model_preset(bench.parse_args(["--preset", "cpu-modern"])) == ("cpu-fast", {"n_layer": 4})
+    assert get_preset("cpu-fast", n_layer=4) == get_preset("cpu-small", **modern)  # cpu-small, today's block
     fields = ("batch_size", "block_size", "max_iters", "learning_rate", "min_lr", "warmup_iters",
               "lr_schedule", "decay_fraction", "embedding_lr_mult", "betas", "weight_decay", "grad_clip",
               "optimizer", "muon_lr", "dtype", "seed")
