@@ -9,9 +9,13 @@
    below), for the matrix stacks of nanogpt-cpu (4 layers, 128 channels).
 3. A whole nanogpt-cpu training step (forward, backward, clip, Muon + AdamW; batch 16 x 64 tokens)
    with MultiHeadAttention's matmul path on and off (CPU_MATMUL_MAX_T = 0 sends every call to SDPA).
+4. The allocator (cpu_memory.py): the same training step in a fresh process with glibc's malloc as it
+   comes against one where `keep_freed_memory()` (which `train` calls on a CPU) keeps freed blocks,
+   with the page faults per step of each (malloc options are process-wide, hence the processes).
 
-Every comparison alternates its variants --rounds times in one process and prints each round's
-milliseconds, the medians and their ratio; it asserts nothing about time. Threads are set
+Every comparison alternates its variants --rounds times (in one process, or in fresh processes for
+the allocator) and prints each round's milliseconds, the medians and their ratio; it asserts nothing
+about time. Threads are set
 explicitly (--threads, default 2: on a busy 2-core machine two threads can be slower than one).
 
     flock /tmp/shakespeare_cpu.lock python benchmarks/cpu_kernels.py
@@ -30,13 +34,19 @@ whole runs of `train_speed.py --preset nanogpt-cpu` (before and after): 34.6 / 3
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 from shakespeare_lm import attention
+from shakespeare_lm.cpu_memory import ENV, glibc_mallopt, keep_freed_memory
 from shakespeare_lm.model import GPT, get_preset
 from shakespeare_lm.optim import _newton_schulz, build_optimizer
 from shakespeare_lm.training import TrainConfig
@@ -63,12 +73,12 @@ def ms_per_call(fn, calls: int) -> float:
     return 1000 * (time.perf_counter() - start) / calls
 
 
-def compare(title: str, variants: dict, rounds: int, calls: int) -> None:
+def compare(title: str, variants: dict, rounds: int, calls: int, timer=ms_per_call) -> None:
     """Time each variant `rounds` times, alternating; print every round, the medians and the ratio."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
-            times[name].append(ms_per_call(fn, calls))
+            times[name].append(timer(fn, calls))
     (old, t_old), (new, t_new) = times.items()
     m_old, m_new = statistics.median(t_old), statistics.median(t_new)
     print(f"{title}: {old} {', '.join(f'{t:.2f}' for t in t_old)} ms (median {m_old:.2f}); "
@@ -106,14 +116,52 @@ def training_step(batch_size: int):
     return step
 
 
+def allocator_child(kept: bool, batch_size: int, calls: int) -> None:
+    """In a fresh process: time `calls` training steps after one warm-up; print JSON (ms, faults)."""
+    if kept and not keep_freed_memory():
+        sys.exit("keep_freed_memory() cannot set malloc's options here (not Linux with glibc)")
+    step = training_step(batch_size)
+    step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    ms = ms_per_call(step, calls)  # its own warm-up step included in the faults, hence calls + 1
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls + 1)
+    print(json.dumps({"ms": ms, "faults": faults}))
+
+
+def allocator_comparison(args: argparse.Namespace) -> None:
+    """Section 4: a fresh process per round and variant (malloc's options cannot be unset)."""
+    if glibc_mallopt() is None:
+        print("allocator: skipped (keep_freed_memory sets glibc's malloc options; this is not glibc)")
+        return
+    faults: dict[str, list[float]] = {"default": [], "kept": []}
+
+    def in_child(setting: str, calls: int) -> float:
+        cmd = [sys.executable, __file__, "--allocator-child", setting, "--threads", str(args.threads),
+               "--batch-size", str(args.batch_size), "--calls", str(calls)]
+        env = {**os.environ, ENV: "1" if setting == "kept" else "0"}
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        faults[setting].append(result["faults"])
+        return result["ms"]
+
+    compare(f"nanogpt-cpu training step, batch {args.batch_size} x 64 (allocator, a process each)",
+            {"default": "default", "kept": "kept"}, args.rounds, max(args.calls // 4, 1), timer=in_child)
+    print("page faults per step: " + "; ".join(
+        f"{k} {', '.join(f'{f:.0f}' for f in v)}" for k, v in faults.items()), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--calls", type=int, default=20, help="calls per timing (training steps: a quarter)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--allocator-child", choices=["default", "kept"], help=argparse.SUPPRESS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.allocator_child:
+        allocator_child(args.allocator_child == "kept", args.batch_size, args.calls)
+        return
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, milliseconds per call")
     for shape in [(args.batch_size, 4, 64, 32), (32, 4, 64, 32), (16, 6, 128, 64), (8, 6, 256, 64)]:
@@ -136,6 +184,7 @@ def main() -> None:
     compare(f"nanogpt-cpu training step, batch {args.batch_size} x 64 (attention path)",
             {"SDPA": with_limit(0), "matmul": with_limit(limit)}, args.rounds, max(args.calls // 4, 1))
     attention.CPU_MATMUL_MAX_T = limit
+    allocator_comparison(args)
 
 
 if __name__ == "__main__":

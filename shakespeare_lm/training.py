@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from . import preflight
+from .cpu_memory import keep_freed_memory
 from .data import get_batch
 from .distributed import all_ranks_agree, all_ranks_min, init_distributed
 from .evaluation import estimate_loss
@@ -95,6 +96,8 @@ def train(
     device = pick_device(config.device)
     preflight.check_memory(model, config.batch_size, config.block_size, device)
     info, device, started = init_distributed(device)
+    if device.type == "cpu":
+        keep_freed_memory()  # glibc keeps freed activations for the next step (cpu_memory.py)
     lock = RunLock(config.out_dir) if config.out_dir is not None and info.is_main else None
     try:
         if lock is not None:

@@ -124,8 +124,12 @@ def test_cpu_kernels_prints_each_comparison_with_its_ratio():
     assert lines[0].startswith("torch ") and "1 thread(s), 2 rounds" in lines[0]
     pattern = (r"(?P<title>.+): (?P<old>[\w ]+) \d+\.\d\d, \d+\.\d\d ms \(median \d+\.\d\d\); (?P<new>\w+) "
                r"\d+\.\d\d, \d+\.\d\d ms \(median \d+\.\d\d\); (?P=new) / (?P=old) = \d+\.\d\d")
-    found = [m for line in lines[1:] if (m := re.fullmatch(pattern, line))]
-    assert len(found) == len(lines) - 1 == 8 + 4 + 1  # attention x 8, Newton-Schulz x 4, training step
+    found = [m for line in lines[1:-1] if (m := re.fullmatch(pattern, line))]
+    # attention x 8, Newton-Schulz x 4, training step (attention path), training step (allocator)
+    assert len(found) == len(lines) - 2 == 8 + 4 + 2
     assert [m["new"] for m in found[:8]] == ["matmul"] * 8
     assert [m["new"] for m in found[8:12]] == ["package"] * 4
-    assert found[-1]["title"].startswith("nanogpt-cpu training step, batch 2 x 64")
+    assert found[12]["title"].startswith("nanogpt-cpu training step, batch 2 x 64 (attention path)")
+    assert found[13]["title"].startswith("nanogpt-cpu training step, batch 2 x 64 (allocator")
+    assert (found[13]["old"], found[13]["new"]) == ("default", "kept")
+    assert re.fullmatch(r"page faults per step: default \d+, \d+; kept \d+, \d+", lines[-1])
