@@ -128,10 +128,11 @@ RECIPES = {
     # with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-fast", {"n_layer": 4}), max_iters=240, check_from=220),
     # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
-    "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.02, check_from=335,
-                        subset_every=0),
+    "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.02, muon_momentum=0.9,
+                        muon_ns="polar-express", muon_ns_steps=4, check_from=326, subset_every=0),
 }
-GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, subset_every=4)
+GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, muon_momentum=None, muon_ns="jordan",
+               muon_ns_steps=5, subset_every=4)
 LAUNCH_ENV = "TRAIN_SPEED_LAUNCHED_AT"  # a parent's time.time() just before it started this process
 
 
@@ -145,6 +146,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tie-weights", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--optimizer", default="muon", choices=["adamw", "muon"])
     p.add_argument("--muon-lr", type=float, help="peak LR of the Muon matrices")
+    p.add_argument("--muon-momentum", type=float, help="Muon's momentum (default 0.95)")
+    p.add_argument("--muon-ns", choices=["jordan", "polar-express"], help="Muon's Newton-Schulz coefficients")
+    p.add_argument("--muon-ns-steps", type=int, help="Muon's Newton-Schulz steps")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=4e-3, help="peak AdamW LR")
     p.add_argument("--embedding-lr-mult", type=float, default=5.0, help="LR multiplier of the embeddings")
@@ -194,7 +198,8 @@ def reference_settings() -> dict:
         preset="nanogpt-cpu", optimizer=t.optimizer, batch_size=t.batch_size, learning_rate=t.learning_rate,
         min_lr=t.min_lr, lr_schedule=t.lr_schedule, max_iters=t.max_iters, warmup_iters=t.warmup_iters,
         beta1=t.betas[0], beta2=t.betas[1], weight_decay=t.weight_decay,
-        embedding_lr_mult=t.embedding_lr_mult, grad_clip=t.grad_clip, muon_lr=None, pos_encoding=None,
+        embedding_lr_mult=t.embedding_lr_mult, grad_clip=t.grad_clip, muon_lr=None, muon_momentum=None,
+        muon_ns=t.muon_ns, muon_ns_steps=t.muon_ns_steps, pos_encoding=None,
         activation=None, qk_norm=None, tie_weights=None, check_from=1500, check_every=50, subset_every=4,
     )
 
@@ -226,6 +231,8 @@ def make_config(args: argparse.Namespace, block_size: int = 64):
         embedding_lr_mult=args.embedding_lr_mult, betas=(args.beta1, args.beta2),
         weight_decay=args.weight_decay, grad_clip=args.grad_clip or None, optimizer=args.optimizer,
         muon_lr=args.muon_lr if args.optimizer == "muon" else None,
+        **(dict(muon_momentum=args.muon_momentum, muon_ns=args.muon_ns, muon_ns_steps=args.muon_ns_steps)
+           if args.optimizer == "muon" else {}),
         dtype=args.dtype, compile="off", device="cpu", seed=args.seed, progress=False,
     )
 
@@ -283,7 +290,9 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
     steps = len(history.iter_losses)
     tokens = steps * args.batch_size * block
     shape = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    optimizer = (f"Muon (peak {args.muon_lr:g}) + AdamW" if args.optimizer == "muon" else "AdamW")
+    momentum = 0.95 if args.muon_momentum is None else args.muon_momentum  # TrainConfig's None: 0.95
+    optimizer = (f"Muon (peak {args.muon_lr:g}, momentum {momentum:g}, {args.muon_ns} "
+                 f"Newton-Schulz x {args.muon_ns_steps}) + AdamW" if args.optimizer == "muon" else "AdamW")
     print(f"{args.variant or 'ours'}: {preset}{f' ({shape})' if shape else ''}, "
           f"{model.num_parameters(non_embedding=False):,} parameters; {optimizer}, batch {args.batch_size}, "
           f"lr {args.learning_rate:g} -> {args.min_lr:g} {args.lr_schedule} (decay fraction "

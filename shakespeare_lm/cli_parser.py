@@ -14,7 +14,7 @@ from .model import PRESETS
 from .model_config import ACTIVATIONS, POS_ENCODINGS
 from .precision import DTYPES
 from .tokenizer import TOKENIZERS
-from .train_config import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, OPTIMIZERS, TRAIN_PRESETS
+from .train_config import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, MUON_NS, OPTIMIZERS, TRAIN_PRESETS
 from .utils import check_positive_int
 
 PROG = "shakespeare-lm"
@@ -106,6 +106,12 @@ def _train_parser(sub) -> None:
                    help="adamw (default), or muon: Muon on the blocks' weight matrices, AdamW on the rest")
     t.add_argument("--muon-lr", type=_positive_float, metavar="LR",
                    help="--optimizer muon: peak LR of the Muon matrices (default 0.02)")
+    t.add_argument("--muon-momentum", type=float, metavar="M",
+                   help="--optimizer muon: momentum (default 0.95)")
+    t.add_argument("--muon-ns", choices=MUON_NS,
+                   help="--optimizer muon: Newton-Schulz coefficients, Jordan's (default) or Polar Express's")
+    t.add_argument("--muon-ns-steps", type=_positive_int, metavar="N",
+                   help="--optimizer muon: Newton-Schulz steps per update (default 5)")
     t.add_argument("--embedding-lr-mult", type=_positive_float, metavar="X",
                    help="learning-rate multiplier for the embeddings (and the lm_head tied to them)")
     t.add_argument("--grad-accum-steps", type=_positive_int, help="micro-batches per optimizer step")

@@ -17,7 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .train_config import MUON_NS as NS_SCHEDULES
+
 MUON_LR = 0.02  # Muon's peak LR when TrainConfig.muon_lr is None (the Muon reference implementation's)
+MUON_MOMENTUM = 0.95  # ... and its momentum when TrainConfig.muon_momentum is None (torch.optim.Muon's)
 
 
 def param_groups(model: nn.Module, weight_decay: float, embedding_lr_mult: float = 1.0,
@@ -84,28 +87,67 @@ def muon_params(model: nn.Module) -> list[nn.Parameter]:
     return matrices
 
 
-def _newton_schulz(g: torch.Tensor, coefficients, steps: int, eps: float) -> torch.Tensor:
+JORDAN = (3.4445, -4.775, 2.0315)  # Keller Jordan's quintic, every step (torch.optim.Muon's default)
+# Amsel, Persson, Musco & Gower 2025, "The Polar Express" (Algorithm 1): a different degree-5 polynomial
+# for each step, each the minimax-best one for the singular values the step before leaves; from the 8th
+# step on the last one. Every step's polynomial but the last is divided by SAFETY (x / 1.01 before it).
+POLAR_EXPRESS = (
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+    (1.875, -1.25, 0.375),
+)
+POLAR_EXPRESS_SAFETY = 1.01
+
+
+def ns_coefficients(schedule: str, steps: int) -> tuple[list[tuple[float, float, float]], float]:
+    """(a, b, c) for each of `steps` Newton-Schulz steps, and the factor the input's norm is scaled by.
+
+    "jordan": JORDAN every step, the input divided by its Frobenius norm (torch.optim.Muon).
+    "polar-express": POLAR_EXPRESS's steps with the paper's safety factor 1.01.
+    """
+    if schedule == "jordan":
+        return [JORDAN] * steps, 1.0
+    if schedule != "polar-express":
+        raise ValueError(f"Newton-Schulz schedule must be one of {', '.join(map(repr, NS_SCHEDULES))}, "
+                         f"got {schedule!r}")
+    s, last = POLAR_EXPRESS_SAFETY, len(POLAR_EXPRESS) - 1
+    return [(a / s, b / s**3, c / s**5) if i < last else (a, b, c)
+            for i, (a, b, c) in enumerate(POLAR_EXPRESS[min(k, last)] for k in range(steps))], s
+
+
+def _newton_schulz(g: torch.Tensor, coefficients, steps: int, eps: float,
+                   norm_scale: float = 1.0) -> torch.Tensor:
     """torch.optim.Muon's quintic Newton-Schulz iteration for a stack of matrices (N, m, n), in g's dtype.
 
+    `coefficients` is one (a, b, c) for every step (torch's) or a list of `steps` of them (one per
+    step, see ns_coefficients); the input is first divided by norm_scale x its Frobenius norm.
     Each step is X <- a X + b (X Xᵀ) X + c (X Xᵀ)² X = P(G) X with G = X Xᵀ (m x m, m <= n), so every
     iterate is Q X₀ for a small m x m matrix Q, and the Gram matrices follow each other as
     G <- P G P. For a wide matrix (n >= 2m: the 128 x 512 feed-forward weights) iterating on G and Q
     and multiplying by X₀ once at the end costs ~40% fewer FLOPs than updating X every step; the
     result is the same up to float rounding (tests/test_muon.py). Square-ish matrices keep X's form.
     """
-    a, b, c = coefficients
+    one = len(coefficients) > 0 and isinstance(coefficients[0], int | float)  # one (a, b, c), or one per step
+    schedule = [tuple(coefficients)] * steps if one else list(coefficients)
+    if len(schedule) != steps:
+        raise ValueError(f"{len(schedule)} coefficient triples for {steps} Newton-Schulz steps")
     wide = g.size(-2) <= g.size(-1)
     x = g if wide else g.mT  # (N, m, n) with m <= n: the Gram matrices stay small
-    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)  # spectral norm <= 1
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) * norm_scale).clamp(min=eps)  # spectral norm <= 1
     if steps == 0 or x.size(-1) < 2 * x.size(-2):  # the usual form: X itself each step
-        for _ in range(steps):
+        for a, b, c in schedule:
             gram = x @ x.mT  # (N, m, m)
             x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)  # (N, m, n)
         return x if wide else x.mT
     gram = x @ x.mT  # (N, m, m)
     eye = torch.eye(gram.size(-1), dtype=gram.dtype, device=gram.device)  # (m, m)
     q = None  # (N, m, m): the product of the steps' P
-    for i in range(steps):
+    for i, (a, b, c) in enumerate(schedule):
         p = torch.baddbmm(gram, gram, gram, beta=b, alpha=c).add_(eye, alpha=a)  # P = aI + bG + cG²
         q = p if q is None else p @ q
         if i < steps - 1:
@@ -119,11 +161,19 @@ class Muon(torch.optim.Muon):
     matrices of one shape (the heads' query/key/value weights). torch orthogonalises in bfloat16,
     which CPUs without native bf16 emulate ~10-30x slower than float32 (~1 s a step for the
     4-layer cpu-small GPT, against ~0.05 s here). Same state and update rule; other devices run
-    torch's own step."""
+    torch's own step. ns_schedule="polar-express" replaces Jordan's coefficients with the Polar
+    Express ones (see ns_coefficients), on every device (in float32)."""
+
+    def __init__(self, params, *args, ns_schedule: str = "jordan", **kwargs):
+        ns_coefficients(ns_schedule, 0)  # a clear error for an unknown schedule
+        super().__init__(params, *args, **kwargs)
+        for group in self.param_groups:
+            group["ns_schedule"] = ns_schedule
 
     @torch.no_grad()
     def step(self, closure=None):
-        if any(p.device.type != "cpu" for g in self.param_groups for p in g["params"]):
+        jordan = all(g.get("ns_schedule", "jordan") == "jordan" for g in self.param_groups)
+        if jordan and any(p.device.type != "cpu" for g in self.param_groups for p in g["params"]):
             return super().step(closure)
         loss = None
         if closure is not None:
@@ -135,6 +185,10 @@ class Muon(torch.optim.Muon):
                 if p.grad is not None:
                     by_shape.setdefault(p.shape, []).append(p)
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            schedule = group.get("ns_schedule", "jordan")  # a checkpoint from before the option: Jordan's
+            coefficients, norm_scale = ns_coefficients(schedule, group["ns_steps"])
+            if schedule == "jordan":
+                coefficients = group["ns_coefficients"]
             for shape, params in by_shape.items():
                 grads = [p.grad for p in params]
                 bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
@@ -142,8 +196,8 @@ class Muon(torch.optim.Muon):
                 update = torch.stack(bufs)  # (N, out, in)
                 if group["nesterov"]:
                     update = torch.stack(grads).lerp_(update, momentum)
-                update = _newton_schulz(update.float(), group["ns_coefficients"], group["ns_steps"],
-                                        group["eps"])  # (N, out, in)
+                update = _newton_schulz(update.float(), coefficients, group["ns_steps"], group["eps"],
+                                        norm_scale)  # (N, out, in)
                 if group["adjust_lr_fn"] == "match_rms_adamw":
                     scale = 0.2 * math.sqrt(max(shape))
                 else:  # "original"
@@ -219,7 +273,8 @@ class MuonAdamW:
 def build_optimizer(model: nn.Module, config: Any, device: torch.device | str = "cpu"):
     """The optimizer a TrainConfig asks for: AdamW (`configure_optimizer`), or for "muon" a MuonAdamW
     with Muon on `muon_params` at peak LR muon_lr (lr_mult = muon_lr / learning_rate, so get_lr's
-    warmup and decay scale it too) and AdamW on every other parameter, as configure_optimizer groups them."""
+    warmup and decay scale it too), momentum muon_momentum and Newton-Schulz muon_ns over muon_ns_steps
+    steps, and AdamW on every other parameter, as configure_optimizer groups them."""
     if config.optimizer == "adamw":
         return configure_optimizer(model, config.learning_rate, config.betas, config.weight_decay,
                                    config.embedding_lr_mult, device=device)
@@ -232,8 +287,10 @@ def build_optimizer(model: nn.Module, config: Any, device: torch.device | str = 
     muon = None
     if matrices:
         # "original": the update's scale grows as sqrt(max(1, fan_out / fan_in)) (Keller Jordan's Muon)
+        momentum = MUON_MOMENTUM if config.muon_momentum is None else config.muon_momentum
         muon = Muon([{"params": matrices, "lr_mult": muon_lr / config.learning_rate}], lr=muon_lr,
-                                weight_decay=config.weight_decay, adjust_lr_fn="original")
+                    weight_decay=config.weight_decay, momentum=momentum, ns_steps=config.muon_ns_steps,
+                    adjust_lr_fn="original", ns_schedule=config.muon_ns)
     return MuonAdamW(muon, adamw)
 
 

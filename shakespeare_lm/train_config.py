@@ -15,7 +15,12 @@ from .utils import check_fields, check_positive_int
 
 LR_SCHEDULES = ("cosine", "wsd")
 OPTIMIZERS = ("adamw", "muon")
+MUON_NS = ("jordan", "polar-express")  # the Newton-Schulz schedules of optim.ns_coefficients
 CHECKPOINT_MODES = ("best", "last", "never")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,15 @@ class TrainConfig:
                          min_lr / learning_rate ratio), while AdamW's groups get get_lr(step).
                          Muon's updates are orthogonalised (singular values ~1, scaled by
                          sqrt(max(1, fan_out / fan_in))), so its LR is ~10x an AdamW LR
+      muon_momentum      "muon" only: Muon's (Nesterov) momentum; None = 0.95 (torch.optim.Muon's)
+      muon_ns            "muon" only: how Newton-Schulz orthogonalises the update: "jordan" (Keller
+                         Jordan's quintic, the same every step; torch.optim.Muon's) or "polar-express"
+                         (Amsel et al. 2025: a minimax-best quintic for each step, so fewer steps
+                         get closer to orthogonal)
+      muon_ns_steps      "muon" only: Newton-Schulz steps per update (5 in torch.optim.Muon)
       weight_decay       decay of the weights with dim >= 2 (matrices, embeddings); biases and
                          LayerNorm never decay. Both optimizers decay decoupled: w -= lr * weight_decay * w
-      betas              AdamW (beta1, beta2); beta2 0.99 suits small batches (nanoGPT). Muon uses
-                         Nesterov momentum 0.95
+      betas              AdamW (beta1, beta2); beta2 0.99 suits small batches (nanoGPT)
       grad_clip          clip the global gradient norm to this; None or 0 = off
     Speed:
       dtype              autocast compute dtype: "auto" (CUDA: bf16 if supported, else fp16 with a
@@ -95,6 +105,9 @@ class TrainConfig:
     decay_fraction: float = 0.2
     optimizer: str = "adamw"
     muon_lr: float | None = None
+    muon_momentum: float | None = None
+    muon_ns: str = "jordan"
+    muon_ns_steps: int = 5
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.99)
     embedding_lr_mult: float = 1.0
@@ -145,12 +158,24 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be one of {', '.join(map(repr, allowed))}, "
                                  f"got {getattr(self, name)!r}")
         if self.muon_lr is not None:
-            number = isinstance(self.muon_lr, int | float) and not isinstance(self.muon_lr, bool)
-            if not number or not self.muon_lr > 0:
+            if not _is_number(self.muon_lr) or not self.muon_lr > 0:
                 raise ValueError(f"TrainConfig.muon_lr must be a number > 0 or None, got {self.muon_lr!r}")
             if self.optimizer != "muon":
                 raise ValueError(f"TrainConfig.muon_lr applies to optimizer='muon' only (optimizer is "
                                  f"{self.optimizer!r}); set optimizer='muon' or leave muon_lr None")
+        momentum = self.muon_momentum
+        if momentum is not None and not (_is_number(momentum) and 0 <= momentum < 1):
+            raise ValueError(f"TrainConfig.muon_momentum must be a number in [0, 1) or None, "
+                             f"got {self.muon_momentum!r}")
+        if self.muon_ns not in MUON_NS:
+            raise ValueError(f"TrainConfig.muon_ns must be one of {', '.join(map(repr, MUON_NS))}, "
+                             f"got {self.muon_ns!r}")
+        check_positive_int("TrainConfig.muon_ns_steps", self.muon_ns_steps)
+        muon_only = {"muon_momentum": None, "muon_ns": "jordan", "muon_ns_steps": 5}
+        changed = [name for name, default in muon_only.items() if getattr(self, name) != default]
+        if changed and self.optimizer != "muon":
+            raise ValueError(f"TrainConfig.{changed[0]} applies to optimizer='muon' only (optimizer is "
+                             f"{self.optimizer!r})")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"TrainConfig.max_time must be > 0 seconds or None, got {self.max_time!r}")
         if self.out_dir is not None:
@@ -209,6 +234,6 @@ def get_train_preset(name: str, **overrides: Any) -> TrainConfig:
 
 
 __all__ = [
-    "CHECKPOINT_MODES", "COMPILE_MODES", "LR_SCHEDULES", "OPTIMIZERS", "TRAIN_PRESETS", "TrainConfig",
-    "get_train_preset",
+    "CHECKPOINT_MODES", "COMPILE_MODES", "LR_SCHEDULES", "MUON_NS", "OPTIMIZERS", "TRAIN_PRESETS",
+    "TrainConfig", "get_train_preset",
 ]

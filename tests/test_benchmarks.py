@@ -88,12 +88,17 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert get_preset("cpu-fast", n_layer=4) == get_preset("cpu-small", **modern)  # cpu-small, today's block
     fields = ("batch_size", "block_size", "max_iters", "learning_rate", "min_lr", "warmup_iters",
               "lr_schedule", "decay_fraction", "embedding_lr_mult", "betas", "weight_decay", "grad_clip",
-              "optimizer", "muon_lr", "dtype", "seed")
+              "optimizer", "muon_lr", "muon_momentum", "muon_ns", "muon_ns_steps", "dtype", "seed")
     preset = TRAIN_PRESETS["cpu-fast"]  # the CLI's --preset cpu-fast trains the benchmark's recipe
     assert {f: getattr(bench.make_config(ours), f) for f in fields} == {f: getattr(preset, f) for f in fields}
     assert (ours.max_iters, ours.check_from, ours.subset_every, ours.muon_lr) == (330, 320, 0, 0.015)
     nano = bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "300"])  # its recipe, then the flag
-    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 335)
+    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 326)
+    nano_config = bench.make_config(nano)
+    assert (nano_config.muon_momentum, nano_config.muon_ns, nano_config.muon_ns_steps) == (
+        0.9, "polar-express", 4)
+    five = bench.parse_args(["--preset", "nanogpt-cpu", "--muon-ns-steps", "5"])
+    assert bench.make_config(five).muon_ns_steps == 5
     other = bench.parse_args(["--preset", "baby-gpt"])  # no recipe of its own: the generic defaults
     assert bench.model_preset(other) == ("baby-gpt", {}) and other.max_iters == bench.GENERIC["max_iters"]
     with pytest.raises(SystemExit):  # argparse's one-line error, not a traceback from get_preset later

@@ -17,7 +17,7 @@ from shakespeare_lm.model import GPT, PRESETS
 from shakespeare_lm.model_config import ACTIVATIONS, POS_ENCODINGS
 from shakespeare_lm.precision import DTYPES
 from shakespeare_lm.tokenizer import TOKENIZERS
-from shakespeare_lm.train_config import OPTIMIZERS
+from shakespeare_lm.train_config import MUON_NS, OPTIMIZERS
 from shakespeare_lm.training import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, TRAIN_PRESETS
 
 
@@ -118,12 +118,19 @@ def test_model_options_and_muon_reach_the_checkpoint(tmp_path, corpus_file, caps
     args = ["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file), "--no-progress",
             "--device", "cpu"]
     assert main([*args, "--max-iters", "2", "--pos-encoding", "rope", "--activation", "relu2", "--qk-norm",
-                 "--untied", "--attn-bias", "--optimizer", "muon", "--muon-lr", "0.01"]) == 0
+                 "--untied", "--attn-bias", "--optimizer", "muon", "--muon-lr", "0.01",
+                 "--muon-momentum", "0.9", "--muon-ns", "polar-express", "--muon-ns-steps", "4"]) == 0
     meta = read_meta(run)
     model = meta["model"]["config"]
     assert (model["pos_encoding"], model["activation"], model["qk_norm"]) == ("rope", "relu2", True)
     assert model["tie_weights"] is False and model["attn_bias"] is True
-    assert (meta["train_config"]["optimizer"], meta["train_config"]["muon_lr"]) == ("muon", 0.01)
+    t = meta["train_config"]
+    assert (t["optimizer"], t["muon_lr"], t["muon_momentum"]) == ("muon", 0.01, 0.9)
+    assert (t["muon_ns"], t["muon_ns_steps"]) == ("polar-express", 4)
+    muon_group = meta["optimizer"]["param_groups"][0]
+    assert (muon_group["optimizer"], muon_group["momentum"], muon_group["ns_schedule"]) == ("muon", 0.9,
+                                                                                           "polar-express")
+    assert muon_group["ns_steps"] == 4
     capsys.readouterr()
 
     before = (run / "checkpoint" / "model.safetensors").read_bytes()
@@ -168,7 +175,7 @@ def test_choices_are_the_modules_own_tables():
     assert choices == {"preset": [n for n in TRAIN_PRESETS if n in PRESETS], "lr_schedule": LR_SCHEDULES,
                        "dtype": DTYPES, "compile": COMPILE_MODES, "checkpoint": CHECKPOINT_MODES,
                        "tokenizer": list(TOKENIZERS), "optimizer": OPTIMIZERS, "pos_encoding": POS_ENCODINGS,
-                       "activation": ACTIVATIONS}
+                       "activation": ACTIVATIONS, "muon_ns": MUON_NS}
     for command in ("generate", "evaluate"):
         sub = next(a for a in cli.build_parser()._actions if a.dest == "command").choices[command]
         assert next(a for a in sub._actions if a.dest == "pretrained").choices == list(PRETRAINED_MODELS)

@@ -8,7 +8,18 @@ from torch import nn
 
 from shakespeare_lm.checkpoint import CheckpointError, read_meta
 from shakespeare_lm.model import BigramLanguageModel
-from shakespeare_lm.optim import MUON_LR, Muon, MuonAdamW, _newton_schulz, build_optimizer, muon_params
+from shakespeare_lm.optim import (
+    JORDAN,
+    MUON_LR,
+    MUON_MOMENTUM,
+    POLAR_EXPRESS,
+    Muon,
+    MuonAdamW,
+    _newton_schulz,
+    build_optimizer,
+    muon_params,
+    ns_coefficients,
+)
 from shakespeare_lm.training import TrainConfig, get_lr, train
 
 
@@ -77,9 +88,10 @@ def test_the_schedule_drives_both_optimizers(char_corpus, tiny_gpt):
     assert build_optimizer(tiny_gpt(tok), cfg(), "cpu").param_groups[0]["lr"] == MUON_LR  # muon_lr=None
 
 
-def test_muon_resume_equals_uninterrupted(char_corpus, tiny_gpt, tmp_path):
+@pytest.mark.parametrize("muon", [{}, dict(muon_momentum=0.9, muon_ns="polar-express", muon_ns_steps=4)])
+def test_muon_resume_equals_uninterrupted(char_corpus, tiny_gpt, tmp_path, muon):
     tok, tr, va = char_corpus
-    kw = dict(max_iters=8, eval_interval=4, lr_decay_iters=8, checkpoint="last", muon_lr=0.03)
+    kw = dict(max_iters=8, eval_interval=4, lr_decay_iters=8, checkpoint="last", muon_lr=0.03, **muon)
     full = tiny_gpt(tok, dropout=0.1)
     h_full = train(full, tr, va, cfg(**kw))
 
@@ -88,6 +100,7 @@ def test_muon_resume_equals_uninterrupted(char_corpus, tiny_gpt, tmp_path):
     meta = read_meta(out / "checkpoint")
     assert meta["optimizer"]["type"] == "MuonAdamW"
     assert {g["optimizer"] for g in meta["optimizer"]["param_groups"]} == {"muon", "adamw"}
+    assert meta["optimizer"]["param_groups"][0]["ns_schedule"] == muon.get("muon_ns", "jordan")
     torch.manual_seed(123)  # disturb the global RNG: resume must restore it
     resumed = tiny_gpt(tok, seed=99, dropout=0.1)  # different init: weights come from the checkpoint
     h_res = train(resumed, tr, va, cfg(**kw, out_dir=str(out)), resume_from=out, tokenizer=tok)
@@ -129,12 +142,21 @@ def test_bad_optimizer_settings_are_one_line_errors():
         (dict(optimizer="muon", muon_lr="0.02"), "TrainConfig.muon_lr must be a number > 0"),
         (dict(optimizer="muon", muon_lr=True), "TrainConfig.muon_lr must be a number > 0"),
         (dict(muon_lr=0.02), "TrainConfig.muon_lr applies to optimizer='muon' only"),
+        (dict(optimizer="muon", muon_momentum=1.0), "TrainConfig.muon_momentum must be a number in [0, 1)"),
+        (dict(optimizer="muon", muon_momentum="0.9"), "TrainConfig.muon_momentum must be a number in [0, 1)"),
+        (dict(optimizer="muon", muon_ns="polar"),
+         "TrainConfig.muon_ns must be one of 'jordan', 'polar-express', got 'polar'"),
+        (dict(optimizer="muon", muon_ns_steps=0), "TrainConfig.muon_ns_steps must be a positive integer"),
+        (dict(muon_momentum=0.9), "TrainConfig.muon_momentum applies to optimizer='muon' only"),
+        (dict(muon_ns="polar-express"), "TrainConfig.muon_ns applies to optimizer='muon' only"),
+        (dict(muon_ns_steps=3), "TrainConfig.muon_ns_steps applies to optimizer='muon' only"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError) as e:
             TrainConfig(**kwargs)
         assert message in str(e.value) and "\n" not in str(e.value), kwargs
-    c = TrainConfig(optimizer="muon", muon_lr=0.05)
+    c = TrainConfig(optimizer="muon", muon_lr=0.05, muon_momentum=0.9, muon_ns="polar-express",
+                    muon_ns_steps=3)
     assert TrainConfig.from_dict(c.to_dict()) == c
     assert TrainConfig().optimizer == "adamw" and TrainConfig().muon_lr is None
 
@@ -165,25 +187,70 @@ def test_cpu_muon_step_is_torch_muons_update_in_float32(monkeypatch):
     assert (got - want).pow(2).mean().sqrt() < 0.1 * want.pow(2).mean().sqrt()
 
 
-def test_newton_schulz_gram_form_is_the_plain_iteration():
+@pytest.mark.parametrize("schedule", ["jordan", "polar-express"])
+def test_newton_schulz_gram_form_is_the_plain_iteration(schedule):
     """Wide matrices iterate on their Gram matrix (fewer FLOPs): the same result as updating X each step."""
-    a, b, c = (3.4445, -4.775, 2.0315)
 
-    def plain(g, steps):  # Keller Jordan's form, in float64
+    def plain(g, coefficients, norm_scale):  # Keller Jordan's form, in float64
         x = g if g.size(-2) <= g.size(-1) else g.mT
-        x = x / x.norm(dim=(-2, -1), keepdim=True)
-        for _ in range(steps):
+        x = x / (x.norm(dim=(-2, -1), keepdim=True) * norm_scale)
+        for a, b, c in coefficients:
             gram = x @ x.mT
             x = a * x + (b * gram + c * gram @ gram) @ x
         return x if g.size(-2) <= g.size(-1) else x.mT
 
     torch.manual_seed(0)
+    atol = 2e-6 if schedule == "jordan" else 5e-6  # Polar Express's larger coefficients amplify rounding
     for shape in [(3, 16, 64), (3, 64, 16), (2, 128, 512), (2, 24, 32), (1, 8, 8)]:  # Gram form: the first 3
         g = torch.randn(*shape, dtype=torch.float64)
         for steps in (0, 1, 5):
-            got = _newton_schulz(g.float(), (a, b, c), steps, 1e-7)
+            coefficients, norm_scale = ns_coefficients(schedule, steps)
+            got = _newton_schulz(g.float(), coefficients, steps, 1e-7, norm_scale)
             assert got.shape == g.shape
-            torch.testing.assert_close(got.double(), plain(g, steps), rtol=0, atol=2e-6)
-    # five steps leave every singular value of the result near 1 (Muon's orthogonalisation)
-    sv = torch.linalg.svdvals(_newton_schulz(torch.randn(1, 128, 512), (a, b, c), 5, 1e-7))
-    assert sv.min() > 0.5 and sv.max() < 1.3
+            torch.testing.assert_close(got.double(), plain(g, coefficients, norm_scale), rtol=0, atol=atol)
+    # five steps leave every singular value of the result near 1 (Muon's orthogonalisation); the Polar
+    # Express steps closer than Jordan's
+    coefficients, norm_scale = ns_coefficients(schedule, 5)
+    sv = torch.linalg.svdvals(_newton_schulz(torch.randn(1, 128, 512), coefficients, 5, 1e-7, norm_scale))
+    low, high = (0.5, 1.3) if schedule == "jordan" else (0.8, 1.2)
+    assert sv.min() > low and sv.max() < high
+
+
+def test_ns_coefficients():
+    assert ns_coefficients("jordan", 3) == ([JORDAN] * 3, 1.0)
+    coefficients, norm_scale = ns_coefficients("polar-express", 10)
+    assert norm_scale == 1.01 and len(coefficients) == 10
+    a, b, c = POLAR_EXPRESS[0]
+    assert coefficients[0] == pytest.approx((a / 1.01, b / 1.01**3, c / 1.01**5))
+    assert coefficients[7:] == [POLAR_EXPRESS[-1]] * 3  # the last polynomial, unscaled, from the 8th step
+    assert ns_coefficients("polar-express", 4)[0] == coefficients[:4]
+    with pytest.raises(ValueError, match="must be one of 'jordan', 'polar-express', got 'pe'"):
+        ns_coefficients("pe", 5)
+    with pytest.raises(ValueError, match="2 coefficient triples for 3 Newton-Schulz steps"):
+        _newton_schulz(torch.randn(1, 4, 8), coefficients[:2], 3, 1e-7)
+
+
+def test_build_optimizer_passes_the_muon_options(tiny_gpt, char_corpus):
+    tok = char_corpus[0]
+    default = build_optimizer(tiny_gpt(tok), cfg(), "cpu").parts["muon"].param_groups[0]
+    assert (default["momentum"], default["ns_schedule"], default["ns_steps"]) == (MUON_MOMENTUM, "jordan", 5)
+    group = build_optimizer(tiny_gpt(tok), cfg(muon_momentum=0.9, muon_ns="polar-express", muon_ns_steps=3),
+                            "cpu").parts["muon"].param_groups[0]
+    assert (group["momentum"], group["ns_schedule"], group["ns_steps"]) == (0.9, "polar-express", 3)
+
+
+def test_polar_express_muon_step_orthogonalises_with_its_coefficients():
+    """One step from zero momentum: the update is the Polar Express iteration of the Nesterov gradient."""
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(16, 48) * 0.1)
+    start = w.detach().clone()
+    opt = Muon([w], lr=0.1, weight_decay=0.0, momentum=0.9, ns_steps=3, ns_schedule="polar-express",
+               adjust_lr_fn="original")
+    w.grad = torch.randn(16, 48)
+    nesterov = w.grad * (1 - 0.9) * 0.9 + w.grad * (1 - 0.9)  # lerp(grad, buf, 0.9) with buf = 0.1 grad
+    opt.step()
+    coefficients, norm_scale = ns_coefficients("polar-express", 3)
+    want = _newton_schulz(nesterov[None], coefficients, 3, 1e-7, norm_scale)[0]
+    torch.testing.assert_close(start - w.detach(), 0.1 * want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="got 'fast'"):
+        Muon([w], ns_schedule="fast")
