@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from shakespeare_lm import attention
 from shakespeare_lm.cpu_memory import ENV, glibc_mallopt, keep_freed_memory
 from shakespeare_lm.model import GPT, get_preset
-from shakespeare_lm.optim import _newton_schulz, build_optimizer
+from shakespeare_lm.optim import _newton_schulz, build_optimizer, clip_grad_norm
 from shakespeare_lm.training import TrainConfig
 
 NS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's coefficients
@@ -109,7 +109,7 @@ def training_step(batch_size: int):
     def step():
         _, loss = model(x, y)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        clip_grad_norm(model.parameters(), 1.0)  # as train() does
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

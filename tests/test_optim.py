@@ -7,8 +7,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
-from shakespeare_lm.optim import configure_optimizer, get_lr, param_groups, steps_that_fit
+from shakespeare_lm.optim import clip_grad_norm, configure_optimizer, get_lr, param_groups, steps_that_fit
 from shakespeare_lm.training import TrainConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "shakespeare_lm"
@@ -77,3 +79,24 @@ def test_steps_that_fit_the_budget():
     assert steps_that_fit(10, -5.0, 1.5, 1000) == 11  # out of time: finish this step
     assert steps_that_fit(10, 90.0, 0.0, 1000) == 1000  # no measurement: keep max_iters
     assert steps_that_fit(1000, 90.0, 1.5, 1000) == 1000  # measured on the last step
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0])  # below max_norm (nothing to scale), around, above
+def test_clip_grad_norm_is_torchs_exactly(scale):
+    torch.manual_seed(0)
+    shapes = [(32, 128), (32,), (128, 512), (512,), (65, 128), (7, 3, 5)]
+    mine = [nn.Parameter(torch.randn(s)) for s in shapes]
+    ref = [nn.Parameter(p.detach().clone()) for p in mine]
+    for a, b in zip(mine, ref, strict=True):
+        a.grad = torch.randn(a.shape) * scale / 20
+        b.grad = a.grad.clone()
+    mine.append(nn.Parameter(torch.ones(3)))  # no gradient: left out, as torch does
+    total = clip_grad_norm(mine, max_norm=1.0)
+    want = torch.nn.utils.clip_grad_norm_(ref, max_norm=1.0)
+    assert torch.equal(total, want)
+    for a, b in zip(mine, ref, strict=False):
+        assert torch.equal(a.grad, b.grad)  # bit for bit
+    if want > 1:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in mine[:-1]]))
+        assert norm == pytest.approx(1.0, rel=1e-5)
+    assert clip_grad_norm([nn.Parameter(torch.ones(2))], 1.0) == 0  # no gradients at all
