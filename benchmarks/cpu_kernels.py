@@ -28,7 +28,10 @@ stacks, 0.99 for (4, 128, 128) (the same X form), 0.71 and 0.68 for the (4, 128,
 feed-forward stacks. A whole nanogpt-cpu step: 108.4 ms with SDPA against 103.2 ms with the matmul
 path (0.95; the rounds ranged 81-146 ms, this machine's noise). Both paths together, in alternating
 whole runs of `train_speed.py --preset nanogpt-cpu` (before and after): 34.6 / 33.1, 38.6 / 35.0,
-32.0 / 29.0 s.
+32.0 / 29.0 s. The allocator (a later session, 8 rounds of 20 steps): malloc as it comes 93.0, 83.7,
+86.1, 83.4, 88.7, 84.4, 80.7, 99.3 ms a step (~1,900-3,000 page faults each), with
+keep_freed_memory 72.0, 77.9, 75.7, 85.7, 80.1, 74.0, 85.6, 100.4 ms (~110-180): medians 85.2 and
+79.0 ms, 0.93.
 """
 
 from __future__ import annotations

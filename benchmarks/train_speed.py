@@ -12,9 +12,12 @@ Recipes (--preset; any option given on the command line overrides the recipe's):
 - cpu-modern (808,448 parameters): the same with cpu-small's 4 blocks over 240 steps, checks every
   10 steps from 220: 1.8861 at step 230 (236k tokens).
 - nanogpt-cpu (809,856 parameters): nanoGPT's exact architecture (GELU, biases, learned positions,
-  tied lm_head), the same recipe with Muon peak 0.02 over 360 steps, checked from step 335: 1.8811
-  at 335 (343k tokens; 1.8914 at 330, 1.8775 at 340). It learns more slowly per token than today's
-  block: over 340 steps it ends at 1.8910; over 350 it reads 1.8846 at 335 and 1.8812 at 340.
+  tied lm_head), the same recipe over 360 steps with Muon at peak 0.02, momentum 0.9 and four Polar
+  Express Newton-Schulz steps (muon_ns="polar-express", Amsel et al. 2025) instead of Jordan's five,
+  checked at step 326: 1.8756 (334k tokens; 1.8912 at 320, 1.8824 at 324, 1.8666 at 328). It learns
+  more slowly per token than today's block. With Muon as torch ships it (momentum 0.95, Jordan's
+  coefficients x 5) it read 1.8811 at step 335 (1.8914 at 330, 1.8775 at 340); over 340 steps it
+  ends at 1.8910; over 350 it reads 1.8846 at 335 and 1.8812 at 340.
 
 Why one block: at this budget depth buys little. Full-val loss after 240 steps of a 240-step
 schedule (one thread): 2 blocks 1.8943, 3 blocks 1.8710, 4 blocks 1.8825; one block needs ~320
@@ -41,7 +44,20 @@ divided by the root of its running mean square, beta2 0.95, then rescaled to the
 1.9096 / 1.8840 / 1.8689, and with momentum 0.9 1.8949 / 1.8703 / 1.8578 (1.8874 at 325; over 340
 steps 1.8916 at 320, 1.8871 at 325). None moves the crossing by more than ~10 steps (NorMuon with
 momentum 0.9 the most: ~3% of the time, not adopted for that): the loss falls mostly in the
-schedule's final decay, and a shorter schedule ends higher. Token budgets of cpu-modern (one thread,
+schedule's final decay, and a shorter schedule ends higher. The Newton-Schulz coefficients did
+more (one thread, X form, steps 320 / 330 / 340): Polar Express x 5 1.9051 / 1.8799 / 1.8643, x 4
+1.9167 / 1.8872 / 1.8718; with momentum 0.9, x 5 1.9032 / 1.8696 / 1.8599, x 4 1.8942 / 1.8641 /
+1.8520 (the recipe since: 1.8855 at 324, 1.8807 at 326), x 3 1.9000 / 1.8705 / 1.8591 (1.8871 at
+326); x 4 with NorMuon 1.9044 at 322, 1.8906 at 326. Around the recipe (package, one thread, full
+val at 320 / 324; the recipe reads 1.8912 / 1.8824 at two threads): Muon 0.025 1.8972 at 322,
+1.8839 at 326; Muon 0.016 1.9088 at 322, 1.8945 at 326; 350 and 340 steps 1.8929 / 1.8884 and
+1.8921 / 1.8878; decay over the last 60% 1.8975 / 1.8901, 80% 1.9035 / 1.8986; AdamW 6e-3 1.9145 /
+1.9080, 3e-3 1.9021 / 1.8966; embeddings x3 1.9037 / 1.9008; momentum 0.85 1.9136 / 1.9075; no
+gradient clipping 1.9048 / 1.8948; Polar Express x 3 1.9099 / 1.9029; weight decay 0 1.8865 /
+1.8813 and warmup 5 1.8874 / 1.8797, but both together 1.9059 / 1.9002 (so within this seed's
+noise; not adopted). Batch 20 over 290 steps reads 1.8815 at step 270 (346k tokens), batch 24
+over 250 steps 1.8851 at 235 (361k tokens): no fewer tokens, and a step of 20 or 24 sequences costs
+about 1.2 or 1.4 times one of 16. Token budgets of cpu-modern (one thread,
 full val at the end of a schedule): batch 16, Muon 0.02, wsd 50%, warmup 30: 450 steps 1.758, 250
 steps 1.893; batch 32, 150 steps 1.887; 200 steps, warmup 10: 1.931; untied + wsd 70% + Muon 0.015
 1.913 (240 steps of that: 1.8825). At 102k tokens (batch 8, 200 steps) Muon read 2.307 where AdamW
@@ -61,6 +77,22 @@ the package's Muon (optim.Muon) runs the same iteration in float32. Tried and no
 torch.compile (the first step takes ~68 s to compile, then 96 against 113 ms a 4-block step); DDP
 over two one-thread processes (18.4k against 22.2k tokens/s with one block); q/k normalised and
 rotated in one complex multiply (7% of the attention's time).
+
+Two more made every step cheaper later (2026-12-07, a later session). glibc's malloc mapped each
+step's large activations afresh and unmapped them on free: ~2,000-3,000 page faults a nanogpt-cpu
+step. train() now calls cpu_memory.keep_freed_memory() on a CPU, which keeps freed blocks for reuse
+(~150 faults a step); cpu_kernels.py, a fresh process per round (8 rounds): 93.0, 83.7, 86.1, 83.4,
+88.7, 84.4, 80.7, 99.3 ms a step with malloc as it comes against 72.0, 77.9, 75.7, 85.7, 80.1, 74.0,
+85.6, 100.4 ms (medians 85.2 / 79.0 ms, 0.93). Whole nanogpt-cpu runs, SHAKESPEARE_LM_KEEP_FREED_MEMORY
+=0 then =1, in pairs: 39.0 / 34.3 and 39.2 / 33.5 s of training. And optim.clip_grad_norm computes
+torch's clip_grad_norm_ with one batched norm and skips the multiplication when the norm is below
+max_norm (85% of the steps of this recipe): ~0.7 ms a step against ~1.4-2 ms for the 140 tensors.
+Whole runs of nanogpt-cpu, the morning's code and recipe (checked at 335) then this session's, in
+pairs while the machine was slow: 44.2 / 36.8 and 40.2 / 40.1 s; one thread against two: 55.5 / 34.6
+and 58.0 / 39.2 s. Where a step's time goes now (two threads, profiler): ~45 ms of model matmuls,
+~8 ms GELU forward and backward (memory-bound: 2 MiB tensors, 3x their time in isolation), ~10 ms
+Muon (Newton-Schulz ~8 ms), ~4 ms copies and concatenations, ~2 ms attention softmax and layer
+norms; start-up ~2-3 s (importing torch), the one full-split evaluation ~2.2 s.
 
 Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two threads): nanogpt-cpu
 against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
