@@ -2,11 +2,11 @@
 
 A training step allocates the same activations every step: in nanogpt-cpu each feed-forward layer's
 hidden activations are a 2 MiB tensor (16 x 64 x 512 floats), and the backward pass allocates their
-gradients. glibc's malloc serves every block of >= 128 KiB with a fresh `mmap` and gives it back
-to the kernel with `munmap` when it is freed (and trims freed memory at the top of its heap). So
-every step touches ~100 MiB of brand-new pages: one page fault per 4 KiB, each page zeroed by the
-kernel first. On the 2-core machines of this project that cost ~8% of a nanogpt-cpu training step
-(`benchmarks/cpu_kernels.py`, "allocator").
+gradients. glibc's malloc serves a block of >= 128 KiB with a fresh `mmap` (its threshold rises
+with the blocks it sees freed, up to 32 MiB) and trims freed memory at the top of its heap, so
+large blocks keep going back to the kernel. A nanogpt-cpu step then takes ~2,000-3,000 page faults
+(each a 4 KiB page the kernel zeroes first); with the options below, ~150. On the 2-core machines
+of this project that cost ~7% of the step (`benchmarks/cpu_kernels.py`, "allocator": 0.93x).
 
 `keep_freed_memory()` sets two glibc malloc options with `mallopt`, as the environment variables
 MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ would at start-up: blocks up to 32 MiB come from

@@ -90,7 +90,8 @@ def muon_params(model: nn.Module) -> list[nn.Parameter]:
 JORDAN = (3.4445, -4.775, 2.0315)  # Keller Jordan's quintic, every step (torch.optim.Muon's default)
 # Amsel, Persson, Musco & Gower 2025, "The Polar Express" (Algorithm 1): a different degree-5 polynomial
 # for each step, each the minimax-best one for the singular values the step before leaves; from the 8th
-# step on the last one. Every step's polynomial but the last is divided by SAFETY (x / 1.01 before it).
+# step on the last one. All but the last are evaluated at x / 1.01 (a, b, c divided by 1.01, 1.01³,
+# 1.01⁵; the input's norm scaled by 1.01 too): the paper's safety margin against rounding.
 POLAR_EXPRESS = (
     (8.28721201814563, -23.595886519098837, 17.300387312530933),
     (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
