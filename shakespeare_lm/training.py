@@ -78,7 +78,9 @@ def train(
     the first step it checks that the data fits the model (token ids < vocab_size) and that a
     micro-batch fits in memory. A NaN/inf loss raises TrainingDivergedError without touching the
     last good checkpoint; Ctrl-C saves a checkpoint and returns the history so far. Under
-    `torchrun` this runs DDP (see distributed.py). Seeds dropout with `config.seed + rank`.
+    `torchrun` this runs DDP (see distributed.py). Seeds dropout with `config.seed + rank`. On a
+    CPU it asks glibc's malloc to keep freed memory for reuse, for the rest of the process
+    (cpu_memory.keep_freed_memory; SHAKESPEARE_LM_KEEP_FREED_MEMORY=0 opts out).
 
     callbacks: objects with on_step / on_eval / on_train_end, or functions (see the module docstring).
     resume_from: a checkpoint or run directory to continue: weights, optimizer, LR schedule, data
