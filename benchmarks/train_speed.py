@@ -102,7 +102,8 @@ morning): `--runs 5 --reference --preset nanogpt-cpu`: ours 41.0, 43.5, 36.5, 35
 for nanoGPT's architecture is not met on this machine in this state. The morning's code and recipe
 (commit 4b9f973, from a worktree) against this session's, alternating whole runs: 44.2 / 36.8, 40.2 /
 40.1, 36.8 / 37.1, 39.1 / 35.5, 37.5 / 33.4 s (medians 39.1 / 36.8 s). cpu-fast, `--runs 5`
-afterwards: 15.8, 17.0, 18.4, 15.4, 15.8 s (median 15.8 s; 1.8810 at step 320, as before).
+afterwards: 15.8, 17.0, 18.4, 15.4, 15.8 s (median 15.8 s; 1.8810 at step 320, as before). Then
+`--runs 5 --preset nanogpt-cpu` alone: 36.8, 36.9, 41.2, 39.4, 38.0 s (median 38.0 s).
 
 Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two threads): nanogpt-cpu
 against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
