@@ -15,8 +15,8 @@
 
 Every comparison alternates its variants --rounds times (in one process, or in fresh processes for
 the allocator) and prints each round's milliseconds, the medians and their ratio; it asserts nothing
-about time. Threads are set
-explicitly (--threads, default 2: on a busy 2-core machine two threads can be slower than one).
+about time. Threads are set explicitly (--threads, default 2: on a busy 2-core machine two threads
+can be slower than one).
 
     flock /tmp/shakespeare_cpu.lock python benchmarks/cpu_kernels.py
 
@@ -51,10 +51,9 @@ import torch.nn.functional as F
 from shakespeare_lm import attention
 from shakespeare_lm.cpu_memory import ENV, glibc_mallopt, keep_freed_memory
 from shakespeare_lm.model import GPT, get_preset
+from shakespeare_lm.optim import JORDAN as NS  # torch.optim.Muon's coefficients
 from shakespeare_lm.optim import _newton_schulz, build_optimizer, clip_grad_norm
 from shakespeare_lm.training import TrainConfig
-
-NS = (3.4445, -4.775, 2.0315)  # torch.optim.Muon's coefficients
 
 
 def plain_newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:

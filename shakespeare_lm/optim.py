@@ -187,9 +187,10 @@ class Muon(torch.optim.Muon):
                     by_shape.setdefault(p.shape, []).append(p)
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
             schedule = group.get("ns_schedule", "jordan")  # a checkpoint from before the option: Jordan's
-            coefficients, norm_scale = ns_coefficients(schedule, group["ns_steps"])
-            if schedule == "jordan":
-                coefficients = group["ns_coefficients"]
+            if schedule == "jordan":  # torch's own group setting (Jordan's unless a caller chose others)
+                coefficients, norm_scale = group["ns_coefficients"], 1.0
+            else:
+                coefficients, norm_scale = ns_coefficients(schedule, group["ns_steps"])
             for shape, params in by_shape.items():
                 grads = [p.grad for p in params]
                 bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]

@@ -171,8 +171,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.muon_ns must be one of {', '.join(map(repr, MUON_NS))}, "
                              f"got {self.muon_ns!r}")
         check_positive_int("TrainConfig.muon_ns_steps", self.muon_ns_steps)
-        muon_only = {"muon_momentum": None, "muon_ns": "jordan", "muon_ns_steps": 5}
-        changed = [name for name, default in muon_only.items() if getattr(self, name) != default]
+        muon_only = ("muon_momentum", "muon_ns", "muon_ns_steps")
+        changed = [f.name for f in dataclasses.fields(self)  # a Muon option away from its default
+                   if f.name in muon_only and getattr(self, f.name) != f.default]
         if changed and self.optimizer != "muon":
             raise ValueError(f"TrainConfig.{changed[0]} applies to optimizer='muon' only (optimizer is "
                              f"{self.optimizer!r})")
