@@ -105,6 +105,34 @@ for nanoGPT's architecture is not met on this machine in this state. The morning
 afterwards: 15.8, 17.0, 18.4, 15.4, 15.8 s (median 15.8 s; 1.8810 at step 320, as before). Then
 `--runs 5 --preset nanogpt-cpu` alone: 36.8, 36.9, 41.2, 39.4, 38.0 s (median 38.0 s).
 
+The same code in a later session (2026-12-07, afternoon), with the machine slower still (a step
+~100 ms against ~80; importing torch 3.3-3.8 s against ~2.4): `--runs 5 --preset nanogpt-cpu` 42.9,
+42.3, 43.5, 41.0, 39.8 s (median 42.3 s); `--runs 5 --reference --preset nanogpt-cpu`: ours 45.5,
+45.6, 44.3, 41.7, 43.1 s (median 44.3 s), the reference never <= 1.89 (best 1.8918) in 170.5, 172.7,
+166.2, 157.5, 171.2 s (median 170.5 s): >= 3.85x. cpu-fast `--runs 5`: 14.6, 15.0, 14.9, 17.5, 18.6 s
+(median 15.0 s); cpu-modern: 39.7, 42.0, 35.9, 35.7, 37.2 s (median 37.2 s; 1.8861 at step 230).
+Tried then and not used (nanogpt-cpu; losses at one thread, full val, where the recipe reads 1.8971 /
+1.8902 / 1.8829 / 1.8729 at steps 320 / 324 / 326 / 328):
+- Muon on blocks of 32 output rows (head-sized blocks, ~1/4 of the Newton-Schulz FLOPs): 1.9711 at
+  320, 1.9593 at 326; only the 512 x 128 matrices in blocks of 128 rows: 1.9064 / 1.8948 at 320 / 326.
+  Orthogonalising the whole matrix matters.
+- Scaling X by ||X Xᵀ||_F^(1/2) (still >= its spectral norm, tighter than ||X||_F) before the
+  iteration: Polar Express x 4 1.9032 / 1.8961 / 1.8906 / 1.8816, x 3 1.9055 / 1.8975 / 1.8912 /
+  1.8820. x 3 saves a quarter of the iteration (~3 ms a step) and needs ~2 steps more: ~0.8 s, within
+  the noise.
+- An exponential moving average of the weights from step 200, evaluated instead of them (beta 0.8 /
+  0.9 / 0.95): 1.8939 / 1.8914 / 1.8901 at 320, 1.8868 / 1.8847 / 1.8844 at 325 (the weights 1.8868),
+  1.8714 / 1.8738 / 1.8767 at 330 (1.8652): ~2 steps sooner at best.
+- The same Newton-Schulz polynomial applied to the eigenvalues of X Xᵀ (torch.linalg.eigh): equal to
+  1e-5, but eigh alone takes 22 ms a step against 16 ms for the whole iteration.
+- torch.compile with a warm cache (a second process): the first step 3.2 s, then forward + backward
+  66 against 75 ms eager: no gain over 326 steps.
+- Transparent huge pages for malloc (GLIBC_TUNABLES=glibc.malloc.hugetlb=1; 178 MB of huge pages), a
+  step in fresh processes, 6 pairs: 88.8 / 97.7, 102.2 / 77.2, 95.0 / 109.6, 91.5 / 95.3, 108.5 / 89.0,
+  97.7 / 107.9 ms: no difference beyond the noise. OMP_WAIT_POLICY, 3 rounds: default 107.9, 99.8,
+  96.8 ms; ACTIVE 112.1, 113.2, 108.4; PASSIVE 120.7, 120.1, 101.1. Two micro-batches of 8: 95.2
+  against 82.8 ms for one of 16.
+
 Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two threads): nanogpt-cpu
 against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
 32.3, 33.8, 38.1 s (median 35.9 s; 1.8809 at step 335 in every run); the reference never read <=
