@@ -316,6 +316,7 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
 
     from shakespeare_lm import GPT, CharTokenizer, get_preset, load_shakespeare, load_text, train_val_split
     from shakespeare_lm.evaluation import evaluate
+    from shakespeare_lm.optim import MUON_MOMENTUM
     from shakespeare_lm.precision import resolve_dtype
     from shakespeare_lm.training import train
 
@@ -361,7 +362,7 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
     steps = len(history.iter_losses)
     tokens = steps * args.batch_size * block
     shape = ", ".join(f"{k}={v}" for k, v in overrides.items())
-    momentum = 0.95 if args.muon_momentum is None else args.muon_momentum  # TrainConfig's None: 0.95
+    momentum = MUON_MOMENTUM if args.muon_momentum is None else args.muon_momentum  # TrainConfig's None
     optimizer = (f"Muon (peak {args.muon_lr:g}, momentum {momentum:g}, {args.muon_ns} "
                  f"Newton-Schulz x {args.muon_ns_steps}) + AdamW" if args.optimizer == "muon" else "AdamW")
     print(f"{args.variant or 'ours'}: {preset}{f' ({shape})' if shape else ''}, "

@@ -12,6 +12,7 @@ import math
 from .bundled import PRETRAINED_MODELS
 from .model import PRESETS
 from .model_config import ACTIVATIONS, POS_ENCODINGS
+from .optim import MUON_LR, MUON_MOMENTUM
 from .precision import DTYPES
 from .tokenizer import TOKENIZERS
 from .train_config import CHECKPOINT_MODES, COMPILE_MODES, LR_SCHEDULES, MUON_NS, OPTIMIZERS, TRAIN_PRESETS
@@ -105,9 +106,9 @@ def _train_parser(sub) -> None:
     t.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="adamw (default), or muon: Muon on the blocks' weight matrices, AdamW on the rest")
     t.add_argument("--muon-lr", type=_positive_float, metavar="LR",
-                   help="--optimizer muon: peak LR of the Muon matrices (default 0.02)")
+                   help=f"--optimizer muon: peak LR of the Muon matrices (default {MUON_LR:g})")
     t.add_argument("--muon-momentum", type=float, metavar="M",
-                   help="--optimizer muon: momentum (default 0.95)")
+                   help=f"--optimizer muon: momentum (default {MUON_MOMENTUM:g})")
     t.add_argument("--muon-ns", choices=MUON_NS,
                    help="--optimizer muon: Newton-Schulz coefficients, Jordan's (default) or Polar Express's")
     t.add_argument("--muon-ns-steps", type=_positive_int, metavar="N",
