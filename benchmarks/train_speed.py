@@ -199,11 +199,13 @@ RECIPES = {
     # with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-fast", {"n_layer": 4}), max_iters=240, check_from=220),
     # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
+    # trained 2 blocks deep for 270 steps, then stacked to its 4 (TrainConfig.depth_schedule)
     "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.02, muon_momentum=0.9,
-                        muon_ns="polar-express", muon_ns_steps=4, check_from=326, subset_every=0),
+                        muon_ns="polar-express", muon_ns_steps=4, depth_schedule="0:2,270:4", check_from=342,
+                        subset_every=0),
 }
 GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, muon_momentum=None, muon_ns="jordan",
-               muon_ns_steps=5, subset_every=4)
+               muon_ns_steps=5, subset_every=4, depth_schedule="none")
 LAUNCH_ENV = "TRAIN_SPEED_LAUNCHED_AT"  # a parent's time.time() just before it started this process
 
 
@@ -220,6 +222,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--muon-momentum", type=float, help="Muon's momentum (default 0.95)")
     p.add_argument("--muon-ns", choices=["jordan", "polar-express"], help="Muon's Newton-Schulz coefficients")
     p.add_argument("--muon-ns-steps", type=int, help="Muon's Newton-Schulz steps")
+    p.add_argument("--depth-schedule", metavar="STEP:BLOCKS,...",
+                   help="progressive stacking (TrainConfig.depth_schedule), e.g. 0:2,250:4; 'none' = off")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=4e-3, help="peak AdamW LR")
     p.add_argument("--embedding-lr-mult", type=float, default=5.0, help="LR multiplier of the embeddings")
@@ -256,6 +260,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in GENERIC:
         if getattr(args, name) is None:
             setattr(args, name, recipe[name])
+    if args.depth_schedule != "none":
+        from shakespeare_lm.growth import check_depth_schedule, parse_depth_schedule
+
+        try:
+            check_depth_schedule(parse_depth_schedule(args.depth_schedule), args.max_iters)
+        except ValueError as e:
+            p.error(f"--depth-schedule: {e} (--depth-schedule none turns it off)")
     return args
 
 
@@ -272,6 +283,7 @@ def reference_settings() -> dict:
         embedding_lr_mult=t.embedding_lr_mult, grad_clip=t.grad_clip, muon_lr=None, muon_momentum=None,
         muon_ns=t.muon_ns, muon_ns_steps=t.muon_ns_steps, pos_encoding=None,
         activation=None, qk_norm=None, tie_weights=None, check_from=1500, check_every=50, subset_every=4,
+        depth_schedule="none",
     )
 
 
@@ -292,6 +304,7 @@ def model_preset(args: argparse.Namespace) -> tuple[str, dict]:
 
 def make_config(args: argparse.Namespace, block_size: int = 64):
     """The TrainConfig of one run: train()'s own estimate is made negligible (the checks do the work)."""
+    from shakespeare_lm.growth import parse_depth_schedule
     from shakespeare_lm.training import TrainConfig
 
     return TrainConfig(
@@ -305,6 +318,7 @@ def make_config(args: argparse.Namespace, block_size: int = 64):
         **(dict(muon_momentum=args.muon_momentum, muon_ns=args.muon_ns, muon_ns_steps=args.muon_ns_steps)
            if args.optimizer == "muon" else {}),
         dtype=args.dtype, compile="off", device="cpu", seed=args.seed, progress=False,
+        depth_schedule=None if args.depth_schedule == "none" else parse_depth_schedule(args.depth_schedule),
     )
 
 
@@ -370,7 +384,8 @@ def run_one(args: argparse.Namespace, t0: float) -> dict:
           f"lr {args.learning_rate:g} -> {args.min_lr:g} {args.lr_schedule} (decay fraction "
           f"{args.decay_fraction:g}) over {args.max_iters} steps, warmup {args.warmup_iters}, embeddings "
           f"x{args.embedding_lr_mult:g}, betas ({args.beta1:g}, {args.beta2:g}), weight decay "
-          f"{args.weight_decay:g}, grad clip {args.grad_clip:g}, dtype {dtype}, threads {args.threads}, "
+          f"{args.weight_decay:g}, grad clip {args.grad_clip:g}, depth schedule {args.depth_schedule}, "
+          f"dtype {dtype}, threads {args.threads}, "
           f"seed {args.seed}")
     print(f"trained {steps} steps ({tokens:,} tokens) in {train_s:.1f} s including checks: "
           f"{tokens / train_s:,.0f} tokens/s")

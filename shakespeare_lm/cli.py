@@ -187,7 +187,8 @@ def cmd_train(args) -> int:
            "grad_accum_steps": args.grad_accum_steps, "betas": args.betas,
            "embedding_lr_mult": args.embedding_lr_mult, "optimizer": args.optimizer, "muon_lr": args.muon_lr,
            "muon_momentum": args.muon_momentum, "muon_ns": args.muon_ns, "muon_ns_steps": args.muon_ns_steps,
-           "eval_interval": args.eval_interval, "eval_iters": args.eval_iters, "seed": args.seed,
+           "depth_schedule": args.depth_schedule, "eval_interval": args.eval_interval,
+           "eval_iters": args.eval_iters, "seed": args.seed,
            "device": args.device, "dtype": args.dtype, "compile": args.compile, "checkpoint": args.checkpoint,
            "patience": args.patience}
     base.update({k: v for k, v in cli.items() if v is not None})

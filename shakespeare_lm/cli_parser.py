@@ -10,6 +10,7 @@ import argparse
 import math
 
 from .bundled import PRETRAINED_MODELS
+from .growth import parse_depth_schedule
 from .model import PRESETS
 from .model_config import ACTIVATIONS, POS_ENCODINGS
 from .optim import MUON_LR, MUON_MOMENTUM
@@ -69,6 +70,13 @@ def _float_type(ok, expected: str):
     return parse
 
 
+def _depth_schedule(s: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return parse_depth_schedule(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 _non_negative_float = _float_type(lambda v: v >= 0, "a number >= 0")
 _positive_float = _float_type(lambda v: v > 0, "a positive number")
 _probability = _float_type(lambda v: 0 < v <= 1, "a number in (0, 1]")
@@ -113,6 +121,9 @@ def _train_parser(sub) -> None:
                    help="--optimizer muon: Newton-Schulz coefficients, Jordan's (default) or Polar Express's")
     t.add_argument("--muon-ns-steps", type=_positive_int, metavar="N",
                    help="--optimizer muon: Newton-Schulz steps per update (default 5)")
+    t.add_argument("--depth-schedule", type=_depth_schedule, metavar="STEP:BLOCKS,...",
+                   help="progressive stacking: train the first BLOCKS blocks from each STEP on, copying them "
+                        "on top where the depth grows, e.g. 0:2,250:4 (a 4-layer model)")
     t.add_argument("--embedding-lr-mult", type=_positive_float, metavar="X",
                    help="learning-rate multiplier for the embeddings (and the lm_head tied to them)")
     t.add_argument("--grad-accum-steps", type=_positive_int, help="micro-batches per optimizer step")

@@ -230,7 +230,9 @@ class MuonAdamW:
 
     @property
     def state(self) -> ChainMap:
-        return ChainMap(*(o.state for o in self.parts.values()))
+        """Every parameter's state, read-only: plain dicts, so that looking up an AdamW parameter does
+        not plant an empty entry in Muon's defaultdict (which would break Muon's state_dict)."""
+        return ChainMap(*(dict(o.state) for o in self.parts.values()))
 
     def step(self, closure=None):
         loss = closure() if closure is not None else None

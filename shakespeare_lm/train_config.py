@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .growth import check_depth_schedule
 from .precision import COMPILE_MODES, DTYPES
 from .utils import check_fields, check_positive_int
 
@@ -68,6 +69,12 @@ class TrainConfig:
       dtype              autocast compute dtype: "auto" (CUDA: bf16 if supported, else fp16 with a
                          GradScaler; CPU: bf16 only for models of 2M+ parameters on CPUs with native
                          bf16), "float32", "bfloat16" or "float16" (CUDA only)
+      depth_schedule     progressive stacking (growth.py): (step, blocks) pairs such as ((0, 2), (250, 4)),
+                         from each step on train only the model's first `blocks` blocks, the others
+                         being identities; where the depth grows, the new blocks start as copies of the
+                         ones below (weights and optimizer state). Starts at step 0, ends at the model's
+                         n_layer before max_iters. None = every block from the start. A time budget's
+                         fitted end (fit_schedule_to_time) assumes every step costs what the first did
       compile            torch.compile: "off", "auto" (CUDA only; if the compiled model fails on a
                          first batch, training runs uncompiled with a warning) or "on" (errors raise)
       device             "auto" (cuda > mps > cpu), "cpu", "cuda", "cuda:1" or "mps"
@@ -114,6 +121,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     grad_accum_steps: int = 1
     dtype: str = "auto"
+    depth_schedule: tuple[tuple[int, int], ...] | None = None
     compile: str = "auto"
     device: str = "auto"
     seed: int = 1337
@@ -177,6 +185,9 @@ class TrainConfig:
         if changed and self.optimizer != "muon":
             raise ValueError(f"TrainConfig.{changed[0]} applies to optimizer='muon' only (optimizer is "
                              f"{self.optimizer!r})")
+        if self.depth_schedule is not None:  # JSON gives lists: stored as a tuple of int pairs
+            pairs = check_depth_schedule(self.depth_schedule, self.max_iters)
+            object.__setattr__(self, "depth_schedule", pairs)
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"TrainConfig.max_time must be > 0 seconds or None, got {self.max_time!r}")
         if self.out_dir is not None:

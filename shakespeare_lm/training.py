@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import preflight
+from . import growth, preflight
 from .cpu_memory import keep_freed_memory
 from .data import get_batch
 from .distributed import all_ranks_agree, all_ranks_min, init_distributed
@@ -95,6 +95,8 @@ def train(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     preflight.check_inputs(model, train_data, val_data, config.block_size)
+    if config.depth_schedule is not None:
+        growth.check_model(model, config.depth_schedule)
     device = pick_device(config.device)
     preflight.check_memory(model, config.batch_size, config.block_size, device)
     info, device, started = init_distributed(device)
@@ -149,7 +151,7 @@ class _Run:
         self.prev_elapsed, self.t0, self.first = 0.0, time.perf_counter(), None
         self.train_s, self.eval_s, self.mark = 0.0, 0.0, (0, 0.0)  # mark: (step, train_s) at the last eval
         self.eval_model = self.fwd_model = model
-        self.bar = None
+        self.bar, self.stacking = None, growth.Stacking(model, None, 0, fresh=False)
 
     def resume(self, path) -> None:
         saved = ckpt.load_training_state(ckpt.find_resume_checkpoint(path), self.model, self.optimizer,
@@ -196,6 +198,7 @@ class _Run:
         lr = get_lr(self.step, self.schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
+        self.stacking.before_step(self.step, self.optimizer)  # a depth schedule's growth (growth.py)
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(c.grad_accum_steps):
             x, y = get_batch(self.splits["train"], c.batch_size, c.block_size, generator=self.data_gen,
@@ -203,7 +206,7 @@ class _Run:
             # skip the gradient all-reduce on all but the last micro-step
             last = micro == c.grad_accum_steps - 1
             with self.fwd_model.no_sync() if self.info.enabled and not last else contextlib.nullcontext():
-                with autocast_context(self.device, self.dtype):
+                with self.stacking.active(), autocast_context(self.device, self.dtype):
                     _, loss = self.fwd_model(x, y)
                 loss_sum += loss.detach().float()
                 self.scaler.scale(loss / c.grad_accum_steps).backward()
@@ -229,8 +232,9 @@ class _Run:
     def evaluate(self) -> None:
         """Estimate both losses, record them, checkpoint per config.checkpoint and call on_eval."""
         c, t = self.config, time.perf_counter()
-        losses = estimate_loss(self.eval_model, self.splits, c.eval_batch_size or c.batch_size, c.block_size,
-                               c.eval_iters, self.eval_seed, dtype=self.dtype)
+        with self.stacking.active():  # the blocks not yet grown are identities: skip them
+            losses = estimate_loss(self.eval_model, self.splits, c.eval_batch_size or c.batch_size,
+                                   c.block_size, c.eval_iters, self.eval_seed, dtype=self.dtype)
         tps = self.tokens_per_sec()
         self.mark = (self.step, self.train_s)
         record = {"step": self.step, "train_loss": losses["train"], "val_loss": losses["val"],
@@ -301,6 +305,7 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
         run.resume(resume_from)
     else:
         torch.manual_seed(config.seed + info.rank)  # dropout
+    run.stacking = growth.Stacking(model, config.depth_schedule, run.step, fresh=resume_from is None)
     history = run.history
     if run.step >= run.end:  # nothing left to do: train nothing, write nothing, delete nothing
         history.stop_reason = "already_done"
@@ -312,7 +317,8 @@ def _train(model, train_data, val_data, config, callbacks, resume_from, tokenize
     run.eval_model = compiled  # not DDP-wrapped: every rank estimates on the same fixed batches
     run.fwd_model = compiled
     if info.enabled:
-        run.fwd_model = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None)
+        run.fwd_model = DDP(compiled, device_ids=[device.index] if device.type == "cuda" else None,
+                            find_unused_parameters=config.depth_schedule is not None)  # blocks not grown
     run.bar = bar = tqdm(total=run.end, initial=run.step, disable=not (config.progress and info.is_main),
                          desc="training", unit="step", dynamic_ncols=True)
     run.t0 = time.perf_counter()

@@ -43,7 +43,7 @@ def test_train_speed_says_when_the_target_is_missed(corpus_file):
     lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "3", "--batch-size",
                           "8", "--warmup-iters", "1", "--check-from", "3", "--target", "0.01",
                           "--threads", "1", "--optimizer", "adamw", "--preset", "nanogpt-cpu",
-                          "--pos-encoding", "rope")
+                          "--pos-encoding", "rope", "--depth-schedule", "none")
     assert re.fullmatch(r"never reached val 0\.01 \(best full-val check \d+\.\d{4}\)", lines[-1])
     assert any(line.startswith("trained 3 steps (1,536 tokens)") for line in lines)
     assert any(line.startswith("ours: nanogpt-cpu (pos_encoding=rope), ") and "AdamW, batch 8" in line
@@ -78,7 +78,7 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert (c.batch_size, c.block_size, c.max_iters, c.decay_iters) == (12, 64, 2000, 2000)
     assert (c.warmup_iters, c.learning_rate, c.final_lr, c.lr_schedule) == (100, 1e-3, 1e-4, "cosine")
     assert (c.optimizer, c.betas, c.weight_decay, c.grad_clip) == ("adamw", (0.9, 0.99), 0.1, 1.0)
-    assert (c.embedding_lr_mult, c.seed) == (1.0, 1337)
+    assert (c.embedding_lr_mult, c.seed, c.depth_schedule) == (1.0, 1337, None)
     assert bench.model_preset(args) == ("nanogpt-cpu", {})  # no model override of ours leaks in
     ours = bench.parse_args([])
     assert bench.variant_args(ours) is ours and bench.make_config(ours).seed == c.seed
@@ -93,10 +93,17 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert {f: getattr(bench.make_config(ours), f) for f in fields} == {f: getattr(preset, f) for f in fields}
     assert (ours.max_iters, ours.check_from, ours.subset_every, ours.muon_lr) == (330, 320, 0, 0.015)
     nano = bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "300"])  # its recipe, then the flag
-    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 326)
+    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 342)
     nano_config = bench.make_config(nano)
     assert (nano_config.muon_momentum, nano_config.muon_ns, nano_config.muon_ns_steps) == (
         0.9, "polar-express", 4)
+    assert nano_config.depth_schedule == ((0, 2), (270, 4))  # 2 blocks, stacked to 4 at step 270
+    assert bench.make_config(ours).depth_schedule is None  # cpu-fast has one block
+    flat = bench.parse_args(["--preset", "nanogpt-cpu", "--depth-schedule", "none"])
+    assert bench.make_config(flat).depth_schedule is None
+    with pytest.raises(SystemExit):  # the recipe grows at step 270: a one-line error, not a traceback
+        bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "200"])
+    assert "past max_iters" in capsys.readouterr().err
     five = bench.parse_args(["--preset", "nanogpt-cpu", "--muon-ns-steps", "5"])
     assert bench.make_config(five).muon_ns_steps == 5
     other = bench.parse_args(["--preset", "baby-gpt"])  # no recipe of its own: the generic defaults

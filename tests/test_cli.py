@@ -113,6 +113,22 @@ def test_train_optimizer_options_reach_the_config(tmp_path, corpus_file):
     assert saved["lr_schedule"] == "wsd"
 
 
+def test_depth_schedule_reaches_the_checkpoint_and_bad_ones_are_one_line(tmp_path, corpus_file, cli_call,
+                                                                          one_error_line):
+    run = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--data", str(corpus_file), "--no-progress", "--device", "cpu",
+            "--max-iters", "4"]
+    code, _, err = cli_call([*args, "--out", str(run), "--depth-schedule", "0:1,2:2"])
+    assert code == 0, err
+    assert read_meta(run)["train_config"]["depth_schedule"] == [[0, 1], [2, 2]]
+    for schedule, message in (("0-1", "STEP:BLOCKS pairs"), ("0:1,2:3", "the model has 2"),
+                              ("0:1,4:2", "past max_iters")):
+        out = tmp_path / f"bad{len(message)}"
+        code, _, err = cli_call([*args, "--out", str(out), "--depth-schedule", schedule])
+        assert code == 2 and message in one_error_line(err), err
+        assert not (out / "checkpoint").exists()
+
+
 def test_model_options_and_muon_reach_the_checkpoint(tmp_path, corpus_file, capsys):
     run = tmp_path / "run"
     args = ["train", "--preset", "tiny", "--out", str(run), "--data", str(corpus_file), "--no-progress",
