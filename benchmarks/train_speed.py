@@ -138,6 +138,28 @@ Tried then and not used (nanogpt-cpu; losses at one thread, full val, where the 
   96.8 ms; ACTIVE 112.1, 113.2, 108.4; PASSIVE 120.7, 120.1, 101.1. Two micro-batches of 8: 95.2
   against 82.8 ms for one of 16.
 
+Progressive stacking (2026-12-07, a third session; TrainConfig.depth_schedule, growth.py; Gong et al.
+2019, Du et al. 2024): the first k blocks train alone, the others waiting as identities (output
+projections zero) that train() skips; at the schedule's step blocks k.. become copies of blocks i % k,
+optimizer state included, and all train. One training step of nanogpt-cpu with 1 / 2 / 3 / 4 blocks (two
+threads, 5 rounds): 27-35 / 52-63 / 80-89 / 93-124 ms, so a 2-block step costs ~0.55x a 4-block one.
+Prototype first (a separate 2-block GPT copied into a 4-block one; one thread, the 360-step recipe,
+full val): growing at step 100: 1.8955 at 326, 1.8781 at 330; at 150: 1.9119 at 326, 1.8813 at 340; at
+200: 1.8937 at 330, 1.8815 at 340; at 250: 1.8911 at 335; at 280: 1.9070 at 330, 1.8837 at 350. Copies
+in the order 0, 0, 1, 1 instead of 0, 1, 0, 1, at 150: 1.9096 at 326, 1.8807 at 340; new blocks as
+identities instead of copies, at 150: 1.9248 at 326, 1.8933 at 340; 1 -> 4 blocks at 150: 1.9067 at 330;
+1 -> 2 -> 4 at 100 / 200: 1.9116 at 330, 1.8940 at 340; 2 -> 3 -> 4 at 150 / 250: 1.8894 at 340; growing
+at 250 in a 340- / 350-step schedule: 1.9015 at 340 / 1.8844 at 350; at 200 in 380 steps: 1.8875 at 340;
+without the optimizer state copied, at 250: 1.9349 at 320 (1.9340 with it). Then the package, two threads,
+full val every 2 steps, the first step <= 1.89: growing 2 -> 4 at step 150: 334 (1.8872); 200: 338
+(1.8899); 230: 340 (1.8879); 250: 342 (1.8866); 270: 342 (1.8870; 1.8909 at 340); 290: 344 (1.8884);
+300: 354; at 250 over 370 steps: 342 (1.8880); at 200 with the decay over the last 60%: 342; 1 -> 2 -> 4 at
+80 / 200: 338 (1.8900); at 100 / 250: 356. Growing at 270 costs about as much as 220 steps of 4 blocks
+(270 x 0.55 + 72) against 326 without stacking. `--runs 5 --reference --preset nanogpt-cpu` with it: ours
+28.2, 36.4, 35.3, 30.1, 29.1 s (median 30.1 s; 1.8870 at step 342 in every run); the reference never read
+<= 1.89 (best 1.8918) in 188.7, 195.4, 181.8, 173.8, 167.4 s (median 181.8 s, 7% and 18% above the two
+invocations before: a busy machine): >= 6.04x. <= 30 s missed by 0.1 s in that invocation.
+
 Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two threads): nanogpt-cpu
 against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
 32.3, 33.8, 38.1 s (median 35.9 s; 1.8809 at step 335 in every run); the reference never read <=
