@@ -94,6 +94,10 @@ def make_identity(block: nn.Module) -> None:
             linear.bias.zero_()
 
 
+def _is_identity(block: nn.Module) -> bool:
+    return all(not p.any() for linear in _out_projections(block) for p in linear.parameters())
+
+
 def start(model: nn.Module, schedule: DepthSchedule) -> None:
     """A fresh run: every block above the first depth becomes an identity until it is grown."""
     for block in model.blocks[depth_at(schedule, 0):]:
@@ -130,6 +134,11 @@ class Stacking:
             start(model, schedule)
         # at `step` the steps before it have run: a growth due at `step` itself is still to come
         self.depth = depth_at(schedule, max(step - 1, 0))
+        trained = [i for i, b in enumerate(model.blocks) if i >= self.depth and not _is_identity(b)]
+        if trained:  # a resumed run under another schedule would skip blocks that compute something
+            raise ValueError(f"TrainConfig.depth_schedule trains {self.depth} blocks at step {step}, but "
+                             f"block {trained[0]} of the model is already trained; resume with the run's own "
+                             "schedule")
 
     def before_step(self, step: int, optimizer) -> None:
         """Grow the model if the schedule deepens it at optimizer step `step` (0-based)."""

@@ -159,6 +159,17 @@ def test_resume_equals_uninterrupted(char_corpus, tiny_gpt, tmp_path, stop):
     assert h_res.iter_losses == h_full.iter_losses
 
 
+def test_resuming_under_another_schedule_is_a_one_line_error(char_corpus, tiny_gpt, tmp_path):
+    tok, tr, va = char_corpus
+    out = tmp_path / "run"
+    train(tiny_gpt(tok), tr, va, cfg(max_iters=6, out_dir=str(out), checkpoint="last"), tokenizer=tok)
+    before = (out / "checkpoint" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="block 1 of the model is already trained") as e:  # grown at step 4
+        train(tiny_gpt(tok), tr, va, cfg(out_dir=str(out), depth_schedule=((0, 1), (7, 2))), resume_from=out)
+    assert "\n" not in str(e.value)
+    assert (out / "checkpoint" / "model.safetensors").read_bytes() == before
+
+
 def test_adamw_grows_too(tiny_gpt, char_corpus):
     tok, tr, va = char_corpus
     model = tiny_gpt(tok)
