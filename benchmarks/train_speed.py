@@ -158,7 +158,11 @@ full val every 2 steps, the first step <= 1.89: growing 2 -> 4 at step 150: 334 
 (270 x 0.55 + 72) against 326 without stacking. `--runs 5 --reference --preset nanogpt-cpu` with it: ours
 28.2, 36.4, 35.3, 30.1, 29.1 s (median 30.1 s; 1.8870 at step 342 in every run); the reference never read
 <= 1.89 (best 1.8918) in 188.7, 195.4, 181.8, 173.8, 167.4 s (median 181.8 s, 7% and 18% above the two
-invocations before: a busy machine): >= 6.04x. <= 30 s missed by 0.1 s in that invocation.
+invocations before: a busy machine): >= 6.04x. <= 30 s missed by 0.1 s in that invocation. A second
+invocation half an hour later: ours 32.5, 35.8, 33.1, 36.1, 32.4 s (median 33.1 s), the reference 187.4,
+180.8, 186.0, 181.2, 177.5 s (median 181.2 s): >= 5.47x. Stacked against flat (--depth-schedule none
+--check-from 326), alternating whole processes, 5 pairs: 36.3 / 45.5, 28.6 / 37.0, 28.6 / 45.6, 32.6 /
+43.3, 31.1 / 43.2 s (medians 31.1 / 43.3 s; whole-process wall time, median of the pair ratios 0.77).
 
 Measured with the two CPU paths (2026-12-07, later; this 2-core machine, two threads): nanogpt-cpu
 against the reference (`--runs 5 --reference --preset nanogpt-cpu`, alternating): ours 35.9, 38.1,
