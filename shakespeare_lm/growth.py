@@ -130,10 +130,11 @@ class Stacking:
         self.model, self.schedule, self._stacks = model, schedule, {}
         if schedule is None:
             return
-        if fresh:
-            start(model, schedule)
         # at `step` the steps before it have run: a growth due at `step` itself is still to come
         self.depth = depth_at(schedule, max(step - 1, 0))
+        if fresh:
+            start(model, schedule)
+            return
         trained = [i for i, b in enumerate(model.blocks) if i >= self.depth and not _is_identity(b)]
         if trained:  # a resumed run under another schedule would skip blocks that compute something
             raise ValueError(f"TrainConfig.depth_schedule trains {self.depth} blocks at step {step}, but "

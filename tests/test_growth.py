@@ -16,14 +16,14 @@ from shakespeare_lm.growth import (
 )
 from shakespeare_lm.model import BigramLanguageModel
 from shakespeare_lm.optim import build_optimizer
-from shakespeare_lm.training import TrainConfig, train
+from shakespeare_lm.training import TrainConfig, get_train_preset, train
 
 
 def cfg(**overrides):
-    base = dict(batch_size=4, block_size=16, max_iters=8, eval_interval=4, eval_iters=2, learning_rate=3e-3,
-                warmup_iters=2, dtype="float32", compile="off", device="cpu", progress=False,
+    """The "tiny" recipe, smaller still, with Muon and 1 block until step 4, then 2 (the tiny GPT's)."""
+    base = dict(batch_size=4, max_iters=8, eval_interval=4, eval_iters=2, warmup_iters=2, device="cpu",
                 optimizer="muon", depth_schedule=((0, 1), (4, 2)))
-    return TrainConfig(**{**base, **overrides})
+    return get_train_preset("tiny", **{**base, **overrides})
 
 
 def _block_calls(model) -> list[int]:
