@@ -193,7 +193,7 @@ class Muon(torch.optim.Muon):
                 coefficients, norm_scale = ns_coefficients(schedule, group["ns_steps"])
             for shape, params in by_shape.items():
                 grads = [p.grad for p in params]
-                bufs = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
+                bufs = [self._momentum_buffer(p) for p in params]
                 torch._foreach_lerp_(bufs, grads, 1 - momentum)
                 update = torch.stack(bufs)  # (N, out, in)
                 if group["nesterov"]:
@@ -208,6 +208,13 @@ class Muon(torch.optim.Muon):
                     torch._foreach_mul_(params, 1 - lr * decay)
                 torch._foreach_add_(params, list(update.to(params[0].dtype).unbind(0)), alpha=-lr * scale)
         return loss
+
+    def _momentum_buffer(self, p: nn.Parameter) -> torch.Tensor:
+        """p's momentum buffer, zeros the first time (allocated once, not at every step)."""
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        return state["momentum_buffer"]
 
 
 class MuonAdamW:

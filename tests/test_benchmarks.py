@@ -93,7 +93,7 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert {f: getattr(bench.make_config(ours), f) for f in fields} == {f: getattr(preset, f) for f in fields}
     assert (ours.max_iters, ours.check_from, ours.subset_every, ours.muon_lr) == (330, 320, 0, 0.015)
     nano = bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "300"])  # its recipe, then the flag
-    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.02, 342)
+    assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.03, 330)
     nano_config = bench.make_config(nano)
     assert (nano_config.muon_momentum, nano_config.muon_ns, nano_config.muon_ns_steps) == (
         0.9, "polar-express", 4)
