@@ -73,7 +73,7 @@ RECIPES = {
     # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
     # trained 2 blocks deep for 270 steps, then stacked to its 4 (TrainConfig.depth_schedule)
     "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.03, muon_momentum=0.9,
-                        muon_ns="polar-express", muon_ns_steps=4, depth_schedule="0:2,270:4", check_from=330,
+                        muon_ns="polar-express", muon_ns_steps=3, depth_schedule="0:2,270:4", check_from=330,
                         subset_every=0),
 }
 GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, muon_momentum=None, muon_ns="jordan",

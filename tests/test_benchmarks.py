@@ -96,7 +96,7 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     assert (nano.max_iters, nano.muon_lr, nano.check_from) == (300, 0.03, 330)
     nano_config = bench.make_config(nano)
     assert (nano_config.muon_momentum, nano_config.muon_ns, nano_config.muon_ns_steps) == (
-        0.9, "polar-express", 4)
+        0.9, "polar-express", 3)
     assert nano_config.depth_schedule == ((0, 2), (270, 4))  # 2 blocks, stacked to 4 at step 270
     assert bench.make_config(ours).depth_schedule is None  # cpu-fast has one block
     flat = bench.parse_args(["--preset", "nanogpt-cpu", "--depth-schedule", "none"])
