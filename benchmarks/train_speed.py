@@ -12,19 +12,20 @@ Recipes (--preset; any option given on the command line overrides the recipe's):
 - cpu-modern (808,448 parameters): the same with cpu-small's 4 blocks over 240 steps, checks every
   10 steps from 220: 1.8861 at step 230 (236k tokens).
 - nanogpt-cpu (809,856 parameters): nanoGPT's exact architecture (GELU, biases, learned positions,
-  tied lm_head), the same recipe over 360 steps with Muon at peak 0.03, momentum 0.9 and four Polar
+  tied lm_head), the same recipe over 360 steps with Muon at peak 0.03, momentum 0.9 and three Polar
   Express Newton-Schulz steps (muon_ns="polar-express", Amsel et al. 2025) instead of Jordan's five,
   and progressive stacking (depth_schedule "0:2,270:4", growth.py: only the first 2 blocks train,
   the other 2 waiting as identities, until step 270, where blocks 2 and 3 become copies of blocks 0
-  and 1 and all 4 train), checked at step 330: 1.8873 (338k tokens; 1.8973 at 328, two threads). A
+  and 1 and all 4 train), checked at step 330: 1.8825 (338k tokens; 1.8905 at 328, two threads). A
   2-block step costs ~0.55-0.6x a 4-block one, so the 330 steps cost about as much as 210 of 4
-  blocks. With Muon at peak 0.02 (the recipe until the fourth session in the log; --muon-lr 0.02
-  --check-from 342) it reads 1.8870 at step 342 (1.8909 at 340). Without stacking (--muon-lr 0.02
+  blocks. Until the fourth session in the log the recipe had Muon at peak 0.02 and four Polar Express
+  steps (--muon-lr 0.02 --muon-ns-steps 4 --check-from 342): 1.8870 at step 342 (1.8909 at 340); with
+  0.03 and four steps, 1.8873 at 330. Without stacking (--muon-lr 0.02 --muon-ns-steps 4
   --depth-schedule none --check-from 326) it reads 1.8756 at step 326 (334k tokens; 1.8912 at 320,
   1.8824 at 324, 1.8666 at 328). It learns more slowly per token than today's block. With Muon as
-  torch ships it (momentum 0.95, Jordan's coefficients x 5) it read 1.8811 at step 335 (1.8914 at
-  330, 1.8775 at 340); over 340 steps it ends at 1.8910; over 350 it reads 1.8846 at 335 and 1.8812
-  at 340.
+  torch ships it (momentum 0.95, Jordan's coefficients x 5) and no stacking it read 1.8811 at step
+  335 (1.8914 at 330, 1.8775 at 340); over 340 steps it ends at 1.8910; over 350 it reads 1.8846 at
+  335 and 1.8812 at 340.
 
 benchmarks/train_speed_runs.md logs every run of this script and every variant tried, session by
 session: why these recipes, what was measured against what, and what did not pay.
@@ -71,9 +72,9 @@ RECIPES = {
     # with today's block: 808,448 parameters, fewer than nanogpt-cpu's 809,856
     "cpu-modern": dict(model=("cpu-fast", {"n_layer": 4}), max_iters=240, check_from=220),
     # nanoGPT's exact CPU architecture (GELU, biases, learned positions, tied lm_head)
-    # trained 2 blocks deep for 270 steps, then stacked to its 4 (TrainConfig.depth_schedule)
+    # trained 2 blocks deep for 290 steps, then stacked to its 4 (TrainConfig.depth_schedule)
     "nanogpt-cpu": dict(model=("nanogpt-cpu", {}), max_iters=360, muon_lr=0.03, muon_momentum=0.9,
-                        muon_ns="polar-express", muon_ns_steps=3, depth_schedule="0:2,270:4", check_from=330,
+                        muon_ns="polar-express", muon_ns_steps=3, depth_schedule="0:2,290:4", check_from=330,
                         subset_every=0),
 }
 GENERIC = dict(max_iters=240, check_from=220, muon_lr=0.015, muon_momentum=None, muon_ns="jordan",

@@ -97,11 +97,11 @@ def test_train_speed_reference_is_nanogpts_cpu_recipe(capsys):
     nano_config = bench.make_config(nano)
     assert (nano_config.muon_momentum, nano_config.muon_ns, nano_config.muon_ns_steps) == (
         0.9, "polar-express", 3)
-    assert nano_config.depth_schedule == ((0, 2), (270, 4))  # 2 blocks, stacked to 4 at step 270
+    assert nano_config.depth_schedule == ((0, 2), (290, 4))  # 2 blocks, stacked to 4 at step 290
     assert bench.make_config(ours).depth_schedule is None  # cpu-fast has one block
     flat = bench.parse_args(["--preset", "nanogpt-cpu", "--depth-schedule", "none"])
     assert bench.make_config(flat).depth_schedule is None
-    with pytest.raises(SystemExit):  # the recipe grows at step 270: a one-line error, not a traceback
+    with pytest.raises(SystemExit):  # the recipe grows at step 290: a one-line error, not a traceback
         bench.parse_args(["--preset", "nanogpt-cpu", "--max-iters", "200"])
     assert "past max_iters" in capsys.readouterr().err
     five = bench.parse_args(["--preset", "nanogpt-cpu", "--muon-ns-steps", "5"])
