@@ -14,18 +14,18 @@ Recipes (--preset; any option given on the command line overrides the recipe's):
 - nanogpt-cpu (809,856 parameters): nanoGPT's exact architecture (GELU, biases, learned positions,
   tied lm_head), the same recipe over 360 steps with Muon at peak 0.03, momentum 0.9 and three Polar
   Express Newton-Schulz steps (muon_ns="polar-express", Amsel et al. 2025) instead of Jordan's five,
-  and progressive stacking (depth_schedule "0:2,270:4", growth.py: only the first 2 blocks train,
-  the other 2 waiting as identities, until step 270, where blocks 2 and 3 become copies of blocks 0
-  and 1 and all 4 train), checked at step 330: 1.8825 (338k tokens; 1.8905 at 328, two threads). A
-  2-block step costs ~0.55-0.6x a 4-block one, so the 330 steps cost about as much as 210 of 4
-  blocks. Until the fourth session in the log the recipe had Muon at peak 0.02 and four Polar Express
-  steps (--muon-lr 0.02 --muon-ns-steps 4 --check-from 342): 1.8870 at step 342 (1.8909 at 340); with
-  0.03 and four steps, 1.8873 at 330. Without stacking (--muon-lr 0.02 --muon-ns-steps 4
-  --depth-schedule none --check-from 326) it reads 1.8756 at step 326 (334k tokens; 1.8912 at 320,
-  1.8824 at 324, 1.8666 at 328). It learns more slowly per token than today's block. With Muon as
-  torch ships it (momentum 0.95, Jordan's coefficients x 5) and no stacking it read 1.8811 at step
-  335 (1.8914 at 330, 1.8775 at 340); over 340 steps it ends at 1.8910; over 350 it reads 1.8846 at
-  335 and 1.8812 at 340.
+  and progressive stacking (depth_schedule "0:2,290:4", growth.py: only the first 2 blocks train,
+  the other 2 waiting as identities, until step 290, where blocks 2 and 3 become copies of blocks 0
+  and 1 and all 4 train), checked at step 330: 1.8864 (338k tokens; 1.8940 at 328, two threads). A
+  2-block step costs ~0.55-0.6x a 4-block one, so the 330 steps cost about as much as 205 of 4
+  blocks. Growing at 270 instead, it reads 1.8825 at step 330. Until the fourth session in the log the
+  recipe had Muon at peak 0.02, four Polar Express steps and growth at 270 (--muon-lr 0.02
+  --muon-ns-steps 4 --depth-schedule 0:2,270:4 --check-from 342): 1.8870 at step 342 (1.8909 at 340).
+  Without stacking (--muon-lr 0.02 --muon-ns-steps 4 --depth-schedule none --check-from 326) it reads
+  1.8756 at step 326 (334k tokens; 1.8912 at 320, 1.8824 at 324, 1.8666 at 328). It learns more
+  slowly per token than today's block. With Muon as torch ships it (momentum 0.95, Jordan's
+  coefficients x 5) and no stacking it read 1.8811 at step 335 (1.8914 at 330, 1.8775 at 340); over
+  340 steps it ends at 1.8910; over 350 it reads 1.8846 at 335 and 1.8812 at 340.
 
 benchmarks/train_speed_runs.md logs every run of this script and every variant tried, session by
 session: why these recipes, what was measured against what, and what did not pay.
