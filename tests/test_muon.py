@@ -171,17 +171,27 @@ def test_cpu_muon_step_is_torch_muons_update_in_float32(monkeypatch):
     # torch's own step, with its bfloat16 orthogonalisation swapped for a float32 one
     monkeypatch.setattr(torch.optim._muon, "_zeropower_via_newtonschulz",
                         lambda g, co, steps, eps: _newton_schulz(g.float()[None], co, steps, eps)[0])
+    zeros, zeros_like = [], torch.zeros_like
+
+    def counted_zeros_like(*args, **kwargs):
+        zeros.append(args[0].shape)
+        return zeros_like(*args, **kwargs)
+
     for step in range(3):
         for params, opt in ((mine, opt_mine), (ref, opt_ref)):
             for p in params:
                 p.grad = torch.sin(p.detach() * 7 + 1)  # the same gradient function for both
-            opt.step()
+            with monkeypatch.context() as m:
+                if opt is opt_mine:
+                    m.setattr(torch, "zeros_like", counted_zeros_like)
+                opt.step()
         if step == 0:
             first_buffers = [opt_mine.state[p]["momentum_buffer"] for p in mine]
+    # each momentum buffer is allocated at the first step only, then updated in place, as torch's is
+    assert zeros == [p.shape for p in mine]
     for a, b, buf in zip(mine, ref, first_buffers, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert not torch.equal(a, torch.zeros_like(a))
-        # the momentum buffer is allocated once and updated in place, as torch's is
         assert opt_mine.state[a]["momentum_buffer"] is buf
         torch.testing.assert_close(buf, opt_ref.state[b]["momentum_buffer"], rtol=1e-5, atol=1e-6)
     # and the float32 iteration is torch's bfloat16 one up to bfloat16 rounding
