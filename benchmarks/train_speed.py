@@ -41,9 +41,10 @@ when that is within --subset-margin.
 architecture, batch 12, block 64, AdamW lr 1e-3 -> 1e-4 cosine over 2,000 steps, 100 warmup, betas
 (0.9, 0.99), weight decay 0.1, grad clip 1.0, dropout 0) through the same train() and the same
 checks (subset every 50 steps from step 1,500, full split when the subset reads <= target + margin),
-and prints reference / ours. --runs N alternates the variants N times, each run a fresh Python
-process timed from its launch (so every run pays the start-up), prints every run, then the medians.
-The seed (1337) is the same for every run and variant.
+and prints reference / ours. Every invocation first names the machine (the CPU, its family and model,
+and the kernels torch picked): runs compare only on one machine. --runs N alternates the variants N
+times, each run a fresh Python process timed from its launch (so every run pays the start-up), prints
+every run, then the medians. The seed (1337) is the same for every run and variant.
 
     flock /tmp/shakespeare_cpu.lock python benchmarks/train_speed.py --runs 5
     flock /tmp/shakespeare_cpu.lock python benchmarks/train_speed.py --runs 5 --reference --preset nanogpt-cpu
@@ -56,6 +57,7 @@ T0 = time.time()  # before importing torch: the clock includes start-up
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -141,6 +143,29 @@ def parse_args(argv=None) -> argparse.Namespace:
         except ValueError as e:
             p.error(f"--depth-schedule: {e} (--depth-schedule none turns it off)")
     return args
+
+
+def machine() -> str:
+    """The CPU this invocation ran on, for the runs log: timings compare only on the same machine.
+
+    A VM may name only the vendor's line ("AMD EPYC"), so the family and model numbers and the kernels
+    torch picked (AVX2, AVX512) are given too.
+    """
+    import torch
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return (f"{name}, {os.cpu_count()} CPUs, torch {torch.__version__} with "
+            f"{torch.backends.cpu.get_cpu_capability()} kernels")
 
 
 def reference_settings() -> dict:
@@ -299,6 +324,7 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
     if args.runs == 1 and not args.reference:
+        print(f"machine: {machine()}", flush=True)
         run_one(args, T0)
         return
     variants = ["ours", "reference"] if args.reference else ["ours"]
@@ -307,6 +333,7 @@ def main() -> None:
     missed = dict.fromkeys(variants, 0)
     print(f"seed {args.seed} for every run; {args.runs} run(s) per variant, alternating, each a fresh "
           "process", flush=True)
+    print(f"machine: {machine()}", flush=True)
     for i in range(args.runs):
         for v in variants:
             r = run_child(v)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from shakespeare_lm.model_config import get_preset
 from shakespeare_lm.train_config import TRAIN_PRESETS
@@ -36,6 +38,8 @@ def test_train_speed_reports_seconds_to_target(corpus_file):
                           "--warmup-iters", "1", "--check-from", "2", "--check-every", "2", "--target", "10",
                           "--threads", "1")
     assert re.fullmatch(r"seconds to val 10\.0: \d+\.\d", lines[-1])
+    assert re.fullmatch(rf"machine: .+, {os.cpu_count()} CPUs, torch {re.escape(torch.__version__)} with "
+                        rf"{torch.backends.cpu.get_cpu_capability()} kernels", lines[0])  # for the runs log
     assert any(line.startswith("step 2: full val loss") for line in lines)  # reached at the first check
 
 
@@ -62,6 +66,7 @@ def test_train_speed_runs_each_variant_in_a_fresh_process(corpus_file):
     lines = run_benchmark("train_speed.py", "--data", str(corpus_file), "--max-iters", "2", "--warmup-iters",
                           "1", "--check-from", "2", "--target", "10", "--threads", "1", "--runs", "2")
     assert lines[0].startswith("seed 1337 for every run; 2 run(s) per variant")
+    assert lines[1].startswith("machine: ") and sum(line.startswith("machine: ") for line in lines) == 1
     runs = [(float(m.group(1)), float(m.group(2))) for line in lines
             if (m := re.fullmatch(r"run \d ours: (\d+\.\d) s \(CPU (\d+\.\d) s\)", line))]
     assert len(runs) == 2 and all(wall > 0.5 and cpu > 0.5 for wall, cpu in runs)  # Python + torch start-up
