@@ -181,19 +181,22 @@ class Muon(torch.optim.Muon):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            by_shape: dict[torch.Size, list[nn.Parameter]] = {}
-            for p in group["params"]:
-                if p.grad is not None:
-                    by_shape.setdefault(p.shape, []).append(p)
+            # torch's own bookkeeping: the params with a gradient and their momentum buffers (zeros at first)
+            params_with_grad: list[torch.Tensor] = []
+            grads_of: list[torch.Tensor] = []
+            bufs_of: list[torch.Tensor] = []
+            self._init_group(group, params_with_grad, grads_of, bufs_of)
+            by_shape: dict[torch.Size, list[tuple[torch.Tensor, ...]]] = {}
+            for pgb in zip(params_with_grad, grads_of, bufs_of, strict=True):
+                by_shape.setdefault(pgb[0].shape, []).append(pgb)
             lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
             schedule = group.get("ns_schedule", "jordan")  # a checkpoint from before the option: Jordan's
             if schedule == "jordan":  # torch's own group setting (Jordan's unless a caller chose others)
                 coefficients, norm_scale = group["ns_coefficients"], 1.0
             else:
                 coefficients, norm_scale = ns_coefficients(schedule, group["ns_steps"])
-            for shape, params in by_shape.items():
-                grads = [p.grad for p in params]
-                bufs = [self._momentum_buffer(p) for p in params]
+            for shape, same_shape in by_shape.items():
+                params, grads, bufs = (list(t) for t in zip(*same_shape, strict=True))
                 torch._foreach_lerp_(bufs, grads, 1 - momentum)
                 update = torch.stack(bufs)  # (N, out, in)
                 if group["nesterov"]:
@@ -208,13 +211,6 @@ class Muon(torch.optim.Muon):
                     torch._foreach_mul_(params, 1 - lr * decay)
                 torch._foreach_add_(params, list(update.to(params[0].dtype).unbind(0)), alpha=-lr * scale)
         return loss
-
-    def _momentum_buffer(self, p: nn.Parameter) -> torch.Tensor:
-        """p's momentum buffer, zeros the first time (allocated once, not at every step)."""
-        state = self.state[p]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p)
-        return state["momentum_buffer"]
 
 
 class MuonAdamW:
